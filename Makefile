@@ -1,0 +1,41 @@
+# Two commands on a fresh machine with python3 + pip: `make demo` and `make test`.
+# Each creates or reuses .venv and reinstalls -e ".[dev]" only when pyproject.toml changed (hash stamp).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.pyproject.sha256
+
+.PHONY: venv demo test nbtest pytest lab bench export clean-nbs
+
+venv:
+	@h=$$(sha256sum pyproject.toml | cut -d' ' -f1); \
+	if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$h" ]; then \
+	  echo "== installing image2biomass into $(VENV) (pyproject.toml changed or new venv) =="; \
+	  [ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) || exit 1; \
+	  $(BIN)/python -m pip install -q --upgrade pip && \
+	  $(BIN)/python -m pip install -q -e ".[dev]" && echo $$h > $(STAMP) || exit 1; \
+	fi
+
+demo: venv
+	$(BIN)/image2biomass demo --out-dir runs/demo
+
+test: venv
+	$(BIN)/nbdev-test --n-workers 2
+	$(BIN)/pytest -q tests
+
+nbtest: venv
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: venv
+	$(BIN)/pytest -q tests
+
+export: venv
+	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
+
+lab: venv
+	$(BIN)/python -m ipykernel install --user --name image2biomass --display-name "Python (image2biomass)"
+	$(BIN)/jupyter lab --notebook-dir nbs
+
+bench: venv
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
