@@ -1,0 +1,59 @@
+"""Cross-validated head training: (1) speed, a full 5-fold CV on a 357-image x 15-tile x 1024-d store (synthetic
+features; target <= 10 s on a 2-core CPU, MIL head); (2) quality, pooled OOF weighted R2 per head and loss with the
+weight-free vegetation extractor on a synthetic dataset of >= 150 images (target >= 0.80).
+
+    python benchmarks/bench_heads.py [--skip-quality] [--n-train 160]"""
+import argparse, tempfile, time, warnings
+from pathlib import Path
+import numpy as np, pandas as pd
+from _common import record
+from image2biomass.data import TARGETS, make_synthetic_dataset, read_train
+from image2biomass.store import open_store_for_writing
+from image2biomass.extract import extract
+from image2biomass.train_heads import train_heads, TrainConfig
+
+p = argparse.ArgumentParser()
+p.add_argument("--skip-quality", action="store_true"); p.add_argument("--skip-speed", action="store_true")
+p.add_argument("--n-train", type=int, default=160)
+a = p.parse_args()
+warnings.simplefilter("ignore")
+tmp = Path(tempfile.mkdtemp())
+
+if not a.skip_speed:
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "csiro-real"
+    # 357 images with the real CSV's dates/states if present (folds as on the real data), features synthetic
+    ds = make_synthetic_dataset(tmp / "speed", n_train=357, n_test=1, size=(16, 32), seed=0, progress=False)
+    df = read_train(ds / "train.csv")
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(1024, 5)) / 32
+    y = np.log1p(df[TARGETS].to_numpy())
+    feats = [(rng.normal(size=(15, 1, 1024)) + (y[i] @ w.T)[None, None] * 0.5).astype(np.float16) for i in range(len(df))]
+    st = tmp / "speed.h5"
+    wr = open_store_for_writing(st, {"split": "train", "bench": "speed"}, list(df.image_id), [np.zeros((15, 4), np.int32)] * len(df),
+                                [(1000, 2000)] * len(df), 1, 1024, commit_every=64)
+    for i, f in enumerate(feats): wr.write(i, f)
+    wr.finish()
+    rows = []
+    for head in ["mil", "mlp", "composition"]:
+        t0 = time.perf_counter()
+        m = train_heads(store=st, data_dir=ds, out=tmp / f"speed_{head}", head=head, ridge=False, progress=False)
+        full = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        m2 = train_heads(store=st, data_dir=ds, out=tmp / f"speed_{head}_full", head=head, ridge=False, progress=False, patience=10**6)
+        rows.append(f"{head}: {full:.1f} s with early stopping ({sum(f['epochs'] for f in m['folds'])} epochs), "
+                    f"{time.perf_counter() - t0:.1f} s for all {5 * TrainConfig().epochs} epochs (default config)")
+    record("bench_heads speed", ["5-fold CV, 357 images x 15 tiles x 1024-d float16 store (synthetic features), batch 32, "
+                                 f"{TrainConfig().epochs} max epochs; wall time of train_heads incl. loading, OOF, plots (target <= 10 s, MIL)"] + rows)
+
+if not a.skip_quality:
+    ds = make_synthetic_dataset(tmp / "q", n_train=a.n_train, n_test=1, size=(1000, 2000), seed=7, progress=False)
+    st = extract(data_dir=ds, out=tmp / "veg.h5", views="flips", progress=False)
+    rows = []
+    for head, loss, extra in [("mlp", "smoothl1", {}), ("mil", "smoothl1", {}), ("composition", "smoothl1", {}),
+                              ("mlp", "ziln", {}), ("mil", "ziln", {}), ("mil", "smoothl1", {"targets": 3}), ("mil", "smoothl1", {"lds": "sqrt"})]:
+        m = train_heads(store=st, data_dir=ds, out=tmp / f"q_{head}_{loss}_{len(rows)}", head=head, loss=loss, progress=False, **extra)
+        rows.append(dict(head=head, loss=loss, options=" ".join(f"{k}={v}" for k, v in extra.items()) or "-", oof_weighted_r2=m["oof_weighted_r2"],
+                         ridge=m["ridge_oof_weighted_r2"], seconds=m["seconds"], **{t.replace("Dry_", "").replace("_g", ""): m["per_target_r2"][t] for t in TARGETS}))
+    tab = pd.DataFrame(rows)
+    record("bench_heads quality", [f"{a.n_train} synthetic 1000x2000 images (seed 7), vegetation extractor, grid 518/400, flips views; 5-fold date-grouped CV; "
+                                   "pooled OOF weighted R2 (target >= 0.80) and per-target R2:", "\n\n" + tab.to_markdown(index=False, floatfmt=".3f") + "\n"])
