@@ -1,0 +1,73 @@
+"The papermill kernels on a real Jupyter kernel, and the Kaggle bundle installed offline."
+import json, os, subprocess, sys, venv
+from pathlib import Path
+import pandas as pd
+import pytest
+from conftest import ROOT, BIN, REAL
+
+KERNELS = ROOT / "nbs" / "kernels"
+
+
+def run_nb(name, out_dir, **params):
+    import papermill as pm
+    return pm.execute_notebook(str(KERNELS / f"{name}.ipynb"), str(out_dir / f"{name}-{params.get('backbone', 'x')}.ipynb"),
+                               parameters=params, kernel_name="python3", cwd=str(out_dir), progress_bar=False)
+
+
+def test_papermill_train_two_backbones_then_infer(tmp_path):
+    work = str(tmp_path / "work")
+    run_nb("train", tmp_path, work_dir=work, backbone="vegetation", head="composition", folds=2, epochs=3, tile=64, stride=64)
+    run_nb("train", tmp_path, work_dir=work, backbone="test_vit", random_init=True, input_size=32, feature="cls+mean", views="none",
+           head="mil", folds=2, epochs=3, tile=64, stride=64)
+    runs = sorted(p.parent.name for p in Path(work, "runs").glob("*/metrics.json"))
+    assert runs == ["test_vit_mil_smoothl1", "vegetation_composition_smoothl1"]
+    for r in runs: assert json.loads(Path(work, "runs", r, "metrics.json").read_text())["n_images"] == 24
+    out = tmp_path / "submission.csv"
+    nb = run_nb("infer", tmp_path, work_dir=work, out=str(out))
+    sub = pd.read_csv(out)
+    assert sub.sample_id.tolist() == pd.read_csv(Path(work, "data", "sample_submission.csv")).sample_id.tolist()
+    assert (sub.target >= 0).all()
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)   # papermill really parameterised it
+
+
+def test_papermill_extract_writes_dataset_metadata(tmp_path):
+    work = tmp_path / "w"
+    run_nb("extract", tmp_path, work_dir=str(work), dataset_id="me/i2b-veg", splits="train")
+    meta = json.loads((work / "features" / "dataset-metadata.json").read_text())
+    assert meta["id"] == "me/i2b-veg" and (work / "features" / "train_vegetation.h5").exists()
+
+
+def test_kaggle_bundle_installs_offline(tmp_path):
+    from conftest import cli
+    out = tmp_path / "bundle"
+    cli("kaggle-bundle", "--kernel", "infer", "--owner", "me", "--dataset-sources", "me/dinov2-weights", "me/my-runs",
+        "--params", '{"tta": "d4"}', "--out", out, check=0, timeout=900)
+    meta = json.loads((out / "kernel" / "kernel-metadata.json").read_text())
+    assert meta["enable_internet"] is False and meta["language"] == "python" and meta["kernel_type"] == "notebook"
+    assert meta["dataset_sources"] == ["me/image2biomass-wheels", "me/dinov2-weights", "me/my-runs"]
+    assert meta["competition_sources"] == ["csiro-biomass"] and meta["code_file"] == "image2biomass-infer.ipynb"
+    nb = json.loads((out / "kernel" / meta["code_file"]).read_text())
+    assert "pip install -q --no-index --find-links /kaggle/input/image2biomass-wheels image2biomass" in "".join(nb["cells"][0]["source"])
+    assert "tta = 'd4'" in "".join(c for cell in nb["cells"] for c in cell["source"])
+    assert json.loads((out / "wheelhouse" / "dataset-metadata.json").read_text())["id"] == "me/image2biomass-wheels"
+    wheels = list((out / "wheelhouse").glob("image2biomass-*.whl"))
+    assert len(wheels) == 1
+    # a Kaggle-like environment: its own interpreter, the heavy dependencies preinstalled, no index
+    env_dir = tmp_path / "kaggle-env"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    site = next((env_dir / "lib").glob("python*/site-packages"))
+    import torch
+    pre = tmp_path / "preinstalled"            # the dependencies, without image2biomass itself
+    pre.mkdir()
+    for p in Path(torch.__file__).parents[1].iterdir():
+        if not p.name.lower().startswith(("image2biomass", "__editable__")): (pre / p.name).symlink_to(p)
+    (site / "preinstalled.pth").write_text(str(pre) + "\n")
+    py = env_dir / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "uninstall", "-q", "-y", "setuptools"], capture_output=True)   # use the preinstalled one, as on Kaggle
+    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(out / "wheelhouse"), "image2biomass"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([str(env_dir / "bin" / "image2biomass"), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and "predict" in r.stdout, r.stderr[-2000:]
+    r = subprocess.run([str(py), "-c", "import image2biomass, sys; print(image2biomass.__file__)"], capture_output=True, text=True, cwd=tmp_path)
+    assert str(env_dir) in r.stdout, r.stdout      # the bundled wheel, not the development checkout
