@@ -1,5 +1,6 @@
 "End-to-end runs of the `image2biomass` command on small data."
 import json, subprocess, sys
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import cli, REAL
@@ -37,9 +38,13 @@ def test_synth_real_schema(tmp_path):
 
 
 def test_demo_runs(tmp_path):
-    r = cli("demo", "--out-dir", tmp_path / "demo", "--n-train", 40, "--n-test", 5, "--size", 64, 128, "--no-progress", check=0)
+    args = ["demo", "--out-dir", tmp_path / "demo", "--n-train", 30, "--n-test", 4, "--size", 96, 192, "--folds", 3,
+            "--vit", "test_vit", "--vit-size", 32, "--no-progress"]
+    r = cli(*args, check=0)
     m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
-    assert "held-out weighted R2" in r.stdout and m["n_test"] == 5
-    # a second run reuses the dataset instead of overwriting it
-    r = cli("demo", "--out-dir", tmp_path / "demo", "--no-progress", check=0)
+    assert "held-out weighted R2 on 4 synthetic test images" in r.stdout and np.isfinite(m["heldout_weighted_r2"])
+    assert "random-init" in m["note"] and set(m["runs_oof_weighted_r2"]) == {"vegetation_mil", "vegetation_composition", "test_vit_random-init_mil"}
+    for f in ["submission.csv", "report.png", "ensemble.json"]: assert (tmp_path / "demo" / f).exists()
+    assert len(pd.read_csv(tmp_path / "demo" / "submission.csv")) == 4 * 5
+    r = cli(*args, check=0)                       # a second run reuses the dataset and the finished runs
     assert "reusing the synthetic dataset" in r.stdout
