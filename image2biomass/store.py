@@ -31,13 +31,16 @@ def _open_read(path) -> h5py.File:
     try: return h5py.File(path, "r", locking=False)
     except OSError as e: raise StoreError(f"{path}: cannot be opened as an HDF5 feature store ({e})") from e
 
+def _chunk_rows(total, views, dim, dtype) -> int:
+    "Rows per chunk of `features`: about 1 MB per chunk, at least 1 row, at most the whole array."
+    return int(max(1, min(max(total, 1), (1 << 20) // max(1, views * dim * np.dtype(dtype).itemsize))))
+
 def _build_skeleton(tmp, fingerprint, image_ids, boxes, sizes, views, dim, dtype, status):
     "Write a complete, preallocated store skeleton to `tmp`."
     counts = np.array([len(b) for b in boxes], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     total = int(offsets[-1])
-    itemsize = np.dtype(dtype).itemsize
-    rows = int(max(1, min(max(total, 1), (1 << 20) // max(1, views * dim * itemsize))))
+    rows = _chunk_rows(total, views, dim, dtype)
     with h5py.File(tmp, "w") as f:
         feats = f.create_dataset("features", shape=(total, views, dim), dtype=dtype, chunks=(rows, views, dim) if total else None, fillvalue=0)
         for s in range(0, total, rows * 16): feats[s:s + rows * 16] = 0  # allocate every chunk now: later writes never touch metadata
@@ -237,7 +240,7 @@ def _copy_store(sources, out, fingerprint, order, compression=None):
     counts = np.array([readers[r].offsets[i + 1] - readers[r].offsets[i] for r, i in order])
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     total = int(offsets[-1])
-    rows = int(max(1, min(max(total, 1), (1 << 20) // max(1, views * dim * dtype.itemsize))))
+    rows = _chunk_rows(total, views, dim, dtype)
     handles = [h5py.File(r.path, "r", locking=False) for r in readers]
     try:
         with h5py.File(tmp, "w") as f:
