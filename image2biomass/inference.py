@@ -56,7 +56,7 @@ def validate_submission(sub, # DataFrame sample_id, target
     if problems: raise SubmissionError("invalid submission:\n- " + "\n- ".join(problems))
     return sub.set_index("sample_id").loc[list(sample_ids)].reset_index()
 
-# %% ../nbs/07_inference.ipynb #1033225d
+# %% ../nbs/07_inference.ipynb #c8c27c6c
 def run_kind(run) -> str:
     run = Path(run)
     if not (run / "config.json").exists(): raise FileNotFoundError(f"{run} is not a run folder (no config.json)")
@@ -78,20 +78,21 @@ def predict_heads_run(run, data_dir, image_ids, split="test", features_dir=None,
     random_init = fp.get("weights") == "random-init"
     ec = ExtractConfig(data_dir=str(data_dir), split=split, backbone=fp["backbone"], weights=None if random_init else weights,
                        random_init=random_init, feature=fp.get("kind", "cls") if fp.get("kind") != "vegetation" else "cls",
-                       layout=fp["layout"], tile=fp["tile"], stride=fp["stride"], input_size=fp["input_size"], views=fp["views"],
-                       dtype=fp["dtype"], workers=workers, batch_size=batch_size, device=device, progress=progress)
+                       scales=fp.get("scales", "1.0"), layout=fp["layout"], tile=fp["tile"], stride=fp["stride"],
+                       input_size=fp["input_size"], views=fp["views"], dtype=fp["dtype"], workers=workers,
+                       batch_size=batch_size, device=device, progress=progress)
     if not random_init and fp.get("weights") not in (None, "none"):
-        from image2biomass.backbones import get_spec, resolve_weights, sha256_file
+        from image2biomass.backbones import get_spec, resolve_weights, weights_sha256, weight_files
         f = resolve_weights(get_spec(fp["backbone"]), weights)
-        if sha256_file(f) != fp["weights"]:
+        if weights_sha256(weight_files(f)) != fp["weights"]:
             raise ValueError(f"{run} was trained on features of {fp['backbone']} weights sha256 {fp['weights'][:12]}..., but {f} "
-                             "has other weights; pass the same weights file with --weights")
+                             "has other weights; pass the same weights with --weights")
     out = _test_store_path(fp, Path(features_dir or run / "features"), split, image_ids)
     out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         extract(dataclasses.replace(ec, out=str(out)))
-    X, mask, kept = load_bags(out, list(image_ids), split=split)
+    X, mask, kept = load_bags(out, list(image_ids), split=split, slices=cfg["config"].get("slices", ""))
     if len(kept) != len(image_ids): raise DataError(f"{len(image_ids) - len(kept)} image(s) could not be read, e.g. {sorted(set(image_ids) - set(kept))[:5]}")
     preds, attn = [], []
     with torch.inference_mode():
@@ -102,7 +103,7 @@ def predict_heads_run(run, data_dir, image_ids, split="test", features_dir=None,
     p = np.mean(preds, 0)
     return (p, np.mean(attn, 0) if attn else None, out) if return_attention else p
 
-# %% ../nbs/07_inference.ipynb #69a11deb
+# %% ../nbs/07_inference.ipynb #f25e8be7
 def predict_finetune_run(run, data_dir, image_ids, paths, tta="none", batch_size=8, workers=2, device="auto", progress=True):
     "(n, 5) predictions of a fine-tuned run, averaged over TTA views and folds."
     from safetensors.torch import load_file
@@ -122,7 +123,7 @@ def predict_finetune_run(run, data_dir, image_ids, paths, tta="none", batch_size
     for f in tqdm(folds, desc=f"predict {run.name}", disable=not progress):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m = build_model(cfg)
+            m = build_model(cfg, backbone_info=cj["backbone"])
         sd = load_file(f)
         m.load_state_dict({k[6:]: v for k, v in sd.items() if k.startswith("model.")})
         m.to(dev).eval()

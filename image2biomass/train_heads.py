@@ -15,9 +15,9 @@ from .models import BiomassHead
 
 # %% auto #0
 __all__ = ['AUX_NAMES', 'TrainConfig', 'load_bags', 'augment', 'aux_targets', 'fit_projection', 'project', 'fit_fold', 'ridge_cv',
-           'train_heads', 'plot_run', 'load_heads']
+           'ridge_stack_cv', 'slice_groups', 'train_heads', 'plot_run', 'load_heads']
 
-# %% ../nbs/05_training.ipynb #8bede172
+# %% ../nbs/05_training.ipynb #7dfe8e43
 @dataclass
 class TrainConfig:
     "Settings of a cross-validated head training run."
@@ -51,6 +51,8 @@ class TrainConfig:
     per_target: bool = False  # one trunk per predicted target
     decode: str = "mean"  # ZILN decoder: mean | median
     ridge: bool = True  # also report a ridge baseline on pooled features through the same folds
+    ridge_stack: bool = False  # also report one ridge per store slice, stacked by a non-negative blend fitted out-of-fold
+    slices: str = ""  # store slices the heads and the ridge use: comma-separated globs, e.g. 's1/L-1/*,*/gem' ('' = all)
     device: str = "cpu"  # cpu | cuda
     overwrite: bool = False  # replace an existing run folder
     progress: bool = True  # progress bars
@@ -60,10 +62,11 @@ class TrainConfig:
                     attn_dim=self.attn_dim, n_aux=n_aux, per_target=self.per_target, decode=self.decode, beta=self.beta,
                     consistency_weight=self.consistency_weight if self.targets == 5 and self.head != "composition" else 0.0)
 
-# %% ../nbs/05_training.ipynb #296d3cb8
+# %% ../nbs/05_training.ipynb #ab72bc22
 def load_bags(store, # FeatureStore or path
               image_ids, # the images wanted, in order
               split="train", # the split the store must have been made from
+              slices="", # the store slices to keep (comma-separated globs; '' = all)
              ) -> tuple: # (X float32 (n, N, V, D), mask bool (n, N), kept image ids)
     "Padded bag tensor of the given images from a feature store."
     s = store if isinstance(store, FeatureStore) else FeatureStore(store)
@@ -74,7 +77,7 @@ def load_bags(store, # FeatureStore or path
     keep = [i for i in image_ids if i not in skipped]
     if skipped and len(keep) < len(image_ids):
         warnings.warn(f"{len(image_ids) - len(keep)} image(s) have no features (unreadable when extracted) and are left out: {list(skipped)[:5]}")
-    a = s.load_all(np.float32)
+    a = s.load_all(np.float32, slices=slices)
     off = a["offsets"]
     rows = [np.arange(off[s.index[i]], off[s.index[i] + 1]) for i in keep]
     n_max = max(len(r) for r in rows)
@@ -186,22 +189,52 @@ def fit_fold(X, mask, y, tr, va, cfg: TrainConfig, fold=0, aux=None, weights=Non
     model.load_state_dict(best_state)
     return dict(model=model, mu=mu, proj=proj, pred=_predict(model, Xs[va], mask[va]), best_r2=best, epochs=epoch + 1, curves=curves)
 
-# %% ../nbs/05_training.ipynb #f01f6857
-def ridge_cv(X, mask, y, folds) -> np.ndarray:
-    "Out-of-fold predictions of a ridge regression (alpha by inner CV) on mean-pooled, standardised features, on log1p targets."
+# %% ../nbs/05_training.ipynb #386f4cc6
+def _pooled(X, mask) -> np.ndarray:
+    "Bag-mean of the view-mean of each tile: (n, D)."
+    m = mask.unsqueeze(-1).float()
+    return ((X.mean(2) * m).sum(1) / m.sum(1)).numpy()
+
+def _ridge(Z, logy, tr, va) -> np.ndarray:
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    m = mask.unsqueeze(-1).float()
-    pooled = ((X.mean(2) * m).sum(1) / m.sum(1)).numpy()
-    oof = np.zeros_like(y)
-    for k in np.unique(folds):
-        tr, va = folds != k, folds == k
-        r = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13))).fit(pooled[tr], np.log1p(y[tr]))
-        oof[va] = np.expm1(r.predict(pooled[va])).clip(min=0)
+    return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13))).fit(Z[tr], logy[tr]).predict(Z[va])
+
+def ridge_cv(X, # (n, N, V, D) bags
+             mask, # (n, N) real tiles
+             y, # (n, 5) grams
+             folds, # fold index per image
+            ) -> np.ndarray: # (n, 5) out-of-fold grams
+    "Out-of-fold predictions of a ridge regression (alpha by inner CV) on bag-mean, standardised features, log1p targets."
+    Z, logy, oof = _pooled(X, mask), np.log1p(y), np.zeros_like(y)
+    for k in np.unique(folds): oof[folds == k] = np.expm1(_ridge(Z, logy, folds != k, folds == k)).clip(min=0)
     return oof
 
-# %% ../nbs/05_training.ipynb #53435eea
+# %% ../nbs/05_training.ipynb #abbd2f72
+def ridge_stack_cv(X, mask, y, folds,
+                   groups, # slice name -> column indices of X's last axis
+                  ) -> tuple: # ((n, 5) OOF grams, per-target blend weights of the last fold {slice: (5,)})
+    "One ridge per slice, stacked per target by a non-negative blend fitted on inner out-of-fold predictions."
+    from sklearn.linear_model import LinearRegression
+    Z, logy, oof = _pooled(X, mask), np.log1p(y), np.zeros_like(y)
+    for k in np.unique(folds):
+        tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+        inner, inner_f = np.zeros((len(tr), len(groups), 5)), folds[tr]
+        for j, cols in enumerate(groups.values()):
+            for q in np.unique(inner_f): inner[inner_f == q, j] = _ridge(Z[tr][:, cols], logy[tr], inner_f != q, inner_f == q)
+        outer = np.stack([_ridge(Z[:, cols], logy, tr, va) for cols in groups.values()], 1)
+        blend = [LinearRegression(positive=True).fit(inner[:, :, t], logy[tr, t]) for t in range(5)]
+        oof[va] = np.expm1(np.stack([b.predict(outer[:, :, t]) for t, b in enumerate(blend)], 1)).clip(min=0)
+    return oof, {n: np.array([b.coef_[j] for b in blend]) for j, n in enumerate(groups)}
+
+def slice_groups(store, slices="") -> dict:
+    "Slice name -> its column indices within the columns that `slices` selects."
+    s = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    pos = {c: i for i, c in enumerate(s.columns(slices))}
+    return {n: np.array([pos[c] for c in range(a, b)]) for n, (a, b) in s.names.items() if a in pos}
+
+# %% ../nbs/05_training.ipynb #ee221b5b
 def _check_cfg(cfg):
     for name, allowed in [("head", ("mlp", "mil", "composition")), ("loss", ("smoothl1", "ziln")), ("lds", ("none", "sqrt", "inverse")),
                           ("decode", ("mean", "median"))]:
@@ -219,7 +252,7 @@ def train_heads(cfg: TrainConfig = None, **kwargs) -> dict:
     t0 = time.time()
     df = read_train(Path(cfg.data_dir) / "train.csv")
     store = FeatureStore(cfg.store)
-    X, mask, ids = load_bags(store, list(df.image_id))
+    X, mask, ids = load_bags(store, list(df.image_id), slices=cfg.slices)
     df = df.set_index("image_id").loc[ids].reset_index()
     y = df[TARGETS].to_numpy(float)
     folds = make_folds(df, cfg.folds, cfg.seed)
@@ -247,6 +280,10 @@ def train_heads(cfg: TrainConfig = None, **kwargs) -> dict:
                    per_target_r2={t: round(float(bd.loc[t, "r2"]), 5) for t in TARGETS},
                    store=str(cfg.store), store_fingerprint=store.fingerprint)
     if cfg.ridge: metrics["ridge_oof_weighted_r2"] = round(weighted_r2(y, ridge_cv(X, mask, y, folds)), 5)
+    if cfg.ridge_stack:
+        stacked, blend = ridge_stack_cv(X, mask, y, folds, slice_groups(store, cfg.slices))
+        metrics["ridge_stack_oof_weighted_r2"] = round(weighted_r2(y, stacked), 5)
+        metrics["ridge_stack_weights"] = {n: [round(float(v), 4) for v in w] for n, w in blend.items()}
     metrics["seconds"] = round(time.time() - t0, 2)
     pd.DataFrame({"image_id": ids, "fold": folds, **{t: y[:, j] for j, t in enumerate(TARGETS)},
                   **{f"pred_{t}": oof[:, j] for j, t in enumerate(TARGETS)}}).to_csv(out / "oof.csv", index=False)
@@ -257,6 +294,7 @@ def train_heads(cfg: TrainConfig = None, **kwargs) -> dict:
     plot_run(out)
     if cfg.progress:
         extra = f", ridge baseline {metrics['ridge_oof_weighted_r2']:.4f}" if cfg.ridge else ""
+        if cfg.ridge_stack: extra += f", stacked ridge {metrics['ridge_stack_oof_weighted_r2']:.4f}"
         print(f"{out}: OOF weighted R2 {metrics['oof_weighted_r2']:.4f} (folds {[f['weighted_r2'] for f in fold_stats]}){extra} in {metrics['seconds']:.1f} s")
     return metrics
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import cli, BIN
-from image2biomass.store import FeatureStore
+from image2biomass.store import FeatureStore, partial_path
 
 VIT = ["--backbone", "test_vit", "--random-init", "--feature", "cls+mean", "--input-size", "64", "--tile", "128",
        "--stride", "100", "--workers", "0", "--no-progress", "--dtype", "float32"]
@@ -39,8 +39,8 @@ def test_kill9_then_resume_is_identical(ds, reference, tmp_path):
     seen = None
     t0 = time.time()
     while time.time() - t0 < 120:
-        if out.exists():
-            try: s = FeatureStore(out)          # read while it is being written
+        if partial_path(out).exists():
+            try: s = FeatureStore(partial_path(out))   # read while it is being written
             except Exception: s = None
             if s is not None and 3 <= s.n_done < len(s):
                 seen = (s.image_ids[0], s.bag(s.image_ids[0]).copy())
@@ -49,9 +49,11 @@ def test_kill9_then_resume_is_identical(ds, reference, tmp_path):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL); proc.wait()
     assert seen is not None, "extraction finished before it could be killed; make the test dataset larger"
-    s = FeatureStore(out)
+    assert not out.exists(), "a store is under its name only once complete"
+    s = FeatureStore(partial_path(out))
     assert not s.complete and s.n_done < len(s)
     r = cli(*cmd[1:], check=0)
+    assert not partial_path(out).exists()
     same(FeatureStore(out), reference)
     assert np.array_equal(seen[1], FeatureStore(out).bag(seen[0]))
 
@@ -66,7 +68,7 @@ def test_bad_image_stops_then_skip(ds, tmp_path):
     args = ["extract", "--data-dir", d, "--out", out, "--tile", "128", "--stride", "100", "--workers", "0", "--no-progress", "--commit-every", "1"]
     r = cli(*args, check=2)
     assert bad.name in r.stderr and "--on-error skip" in r.stderr and "keeps the 10 images" in r.stderr, r.stderr
-    assert FeatureStore(out).n_done == 10
+    assert FeatureStore(partial_path(out)).n_done == 10
     cli(*args, "--on-error", "skip", check=0)
     s = FeatureStore(out)
     assert s.complete and list(s.skipped) == [ids[10]] and bad.name in s.skipped[ids[10]]
