@@ -43,7 +43,7 @@ class BackboneSpec:
     std: tuple = (0.229, 0.224, 0.225)
     hf_hub_id: str = ""  # where timm would download it from
 
-# %% ../nbs/02a_backbones.ipynb #56deb4ef
+# %% ../nbs/02a_backbones.ipynb #d3cccc23
 def get_spec(name) -> BackboneSpec:
     "Resolve a short or timm backbone name to its timm name, native input size and normalisation."
     if name == VEGETATION: return BackboneSpec(name, "", 224, (0, 0, 0), (1, 1, 1))
@@ -61,7 +61,8 @@ def get_spec(name) -> BackboneSpec:
         tags = timm.list_pretrained(arch + ".*")
         if tags: tn, cfg = tags[0], get_pretrained_cfg(tags[0])
     if cfg is None: return BackboneSpec(name, tn, 224)
-    return BackboneSpec(name, tn, int(cfg.input_size[-1]), tuple(cfg.mean), tuple(cfg.std), cfg.hf_hub_id or "")
+    size = 224 if "dinov3" in tn else int(cfg.input_size[-1])   # DINOv3: its pretraining size and transformers' config
+    return BackboneSpec(name, tn, size, tuple(cfg.mean), tuple(cfg.std), cfg.hf_hub_id or "")
 
 # %% ../nbs/02a_backbones.ipynb #5a41930c
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin", ".pt")

@@ -307,14 +307,17 @@ def _columns(self, slices="") -> np.ndarray:
 FeatureStore.__len__ = lambda self: len(self.image_ids)
 FeatureStore.__repr__, FeatureStore.skipped, FeatureStore.columns = _repr, property(_skipped), _columns
 
-# %% ../nbs/02b_store.ipynb #7da663e5
+# %% ../nbs/02b_store.ipynb #44993fa5
 def _read_rows(self, a, b, columns=None) -> np.ndarray:
     "Rows a:b of `features` (checksums verified by HDF5); `StoreError` naming the file if they are corrupt."
     try:
         with _open_read(self.path) as f: x = f["features"][a:b]
     except OSError as e: raise _corrupt(self.path, e, f"feature rows {a}-{b}") from None
-    if columns is not None and len(columns) < x.shape[2]: x = x[:, :, columns]
-    if not np.isfinite(x).all(): raise _corrupt(self.path, "non-finite values", f"feature rows {a}-{b}")
+    if columns is not None and len(columns) < x.shape[2]:      # contiguous runs: slicing, not fancy indexing
+        cut = np.flatnonzero(np.diff(columns) != 1) + 1
+        x = np.concatenate([x[:, :, r[0]:r[-1] + 1] for r in np.split(columns, cut)], axis=2)
+    if self.version < 2 and not np.isfinite(x).all():        # format 2: checksums, and finite values checked when written
+        raise _corrupt(self.path, "non-finite values", f"feature rows {a}-{b}")
     return x
 
 def _check(self, i):

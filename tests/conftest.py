@@ -1,4 +1,4 @@
-import os, shutil, subprocess, sys
+import contextlib, io, os, shutil, subprocess, sys, types
 from pathlib import Path
 import pytest
 
@@ -7,10 +7,25 @@ BIN = Path(sys.executable).parent
 REAL = ROOT.parent / "shared" / "data" / "csiro-real"
 
 
-def cli(*args, cwd=None, check=None, timeout=600):
-    "Run the installed `image2biomass` console script; returns CompletedProcess (text)."
+def cli(*args, cwd=None, check=None, timeout=600, env=None):
+    "Run the installed `image2biomass` console script in a new process; returns CompletedProcess (text)."
     exe = shutil.which("image2biomass", path=str(BIN)) or "image2biomass"
-    r = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    r = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+    if check is not None:
+        assert r.returncode == check, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    return r
+
+
+def run(*args, check=None):
+    """The same command in this process (`image2biomass.cli.main`): no interpreter start-up and imports per call.
+    Exit code, stdout and stderr as the console script gives them; a traceback fails the test."""
+    from image2biomass.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: code = main([str(a) for a in args])
+        except SystemExit as e: code = e.code if isinstance(e.code, int) else 2
+    r = types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    assert "Traceback" not in r.stderr, r.stderr
     if check is not None:
         assert r.returncode == check, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
     return r
