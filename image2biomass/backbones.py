@@ -517,7 +517,7 @@ class TimmFeatures(nn.Module):
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1) * 255, persistent=False)
         self.dims = None   # width of each slice, known after the first forward pass
 
-# %% ../nbs/02a_backbones.ipynb #fee47027
+# %% ../nbs/02a_backbones.ipynb #9be87c46
 def _nchw(model, f):
     "A feature map as (B, C, h, w) whether the model returns NCHW or NHWC (Swin)."
     return f.permute(0, 3, 1, 2) if f.shape[-1] == model.num_features and f.shape[1] != model.num_features else f
@@ -553,7 +553,18 @@ def _forward(self, x):
     self.dims = [p.shape[1] for p in parts]
     return torch.cat(parts, 1)
 
-TimmFeatures._layers, TimmFeatures.forward = _layers, _forward
+def _patch_tokens(self, x) -> tuple: # ((B, h*w, D) tokens, (h, w))
+    "The final layer's patch tokens (normed, row-major) of uint8 tiles: the locations of a density head."
+    x = (x.float() - self.mean) / self.std
+    m = self.model
+    if self.vit:
+        tok = m.forward_intermediates(x, indices=[self.n_layers - 1], norm=True, output_fmt="NLC", intermediates_only=True)[0]
+        return (tok[0] if isinstance(tok, tuple) else tok), (x.shape[-2] // self.patch, x.shape[-1] // self.patch)
+    f = _nchw(m, m.forward_features(x)); norm = getattr(getattr(m, "head", None), "norm", None)
+    f = norm(f) if isinstance(norm, nn.Module) and not isinstance(norm, nn.Identity) else f
+    return f.flatten(2).transpose(1, 2), tuple(f.shape[-2:])
+
+TimmFeatures._layers, TimmFeatures.forward, TimmFeatures.patch_tokens = _layers, _forward, _patch_tokens
 
 # %% ../nbs/02a_backbones.ipynb #121d2341
 @torch.no_grad()

@@ -13,9 +13,9 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 # %% auto #0
 __all__ = ['TARGETS', 'WEIGHTS', 'TARGET_WEIGHTS', 'TRAIN_COLUMNS', 'TEST_COLUMNS', 'META', 'STATE_SHARE', 'SPECIES', 'DataError',
-           'ImageError', 'read_train', 'find_real_csvs', 'read_test', 'to_submission', 'weighted_r2', 'r2_breakdown',
-           'mass_balance', 'make_folds', 'load_image', 'render_pasture', 'make_synthetic_dataset', 'read_labels',
-           'summarize', 'describe_dataset', 'plot_overview']
+           'ImageError', 'read_train', 'read_pseudo_labels', 'find_real_csvs', 'read_test', 'to_submission',
+           'weighted_r2', 'r2_breakdown', 'mass_balance', 'make_folds', 'load_image', 'render_pasture',
+           'make_synthetic_dataset', 'read_labels', 'summarize', 'describe_dataset', 'plot_overview']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 TARGETS = ["Dry_Clover_g", "Dry_Dead_g", "Dry_Green_g", "Dry_Total_g", "GDM_g"]  # submission order
@@ -117,6 +117,22 @@ def read_train(csv, # path of the competition's train.csv (long format, 5 rows p
     meta["NDVI"], meta["height"] = meta.NDVI.astype(float), meta.height.astype(float)
     order = long.image_id.drop_duplicates()  # keep the CSV's image order
     return meta.join(wide).loc[order].reset_index()
+
+# %% ../nbs/00_data.ipynb #1ed72a1f
+def read_pseudo_labels(csv, # image_id, image_path (relative to data_dir) and the 5 targets in grams
+                       data_dir, # the folder the image paths are relative to
+                       train_ids=(), # the training images' ids: a pseudo-labelled image must not be one of them
+                      ) -> pd.DataFrame:
+    "Read and validate pseudo-labels: known columns, finite non-negative grams, existing test images."
+    df = _read_csv(csv, ["image_id", "image_path", *TARGETS], "pseudo-label")
+    y = df[TARGETS].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(y).all(1) | (y < 0).any(1)
+    problems = [f"non-finite or negative grams in {_lines(df, df.index[bad])}"] if bad.any() else []
+    if dup := sorted(set(df.image_id) & set(train_ids)): problems.append(f"{len(dup)} training image(s), not test images: {dup[:5]}")
+    if absent := [p for p in df.image_path if not (Path(data_dir) / p).is_file()]:
+        problems.append(f"{len(absent)} image(s) not found under {data_dir}: {absent[:5]}")
+    _raise(csv, problems)
+    return df.assign(**{t: y[:, j] for j, t in enumerate(TARGETS)})
 
 # %% ../nbs/00_data.ipynb #579ef801
 def find_real_csvs(name="csiro-real") -> Path|None:
@@ -301,7 +317,7 @@ def render_pasture(t, # targets dict (grams) as from `_sample_targets`
     if rng.random() < 0.5: im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 2.0) * s))
     return im
 
-# %% ../nbs/00_data.ipynb #84e588a8
+# %% ../nbs/00_data.ipynb #5a67025b
 def _ids(rng, n, taken) -> list:
     out = []
     while len(out) < n:
@@ -319,6 +335,7 @@ def make_synthetic_dataset(out_dir, # folder to create: train.csv, test.csv, sam
                            overwrite=False, # replace an existing dataset in out_dir
                            quality=90, # JPEG quality
                            progress=True, # show a tqdm bar
+                           stamps=0.0, # share of photos with an orange date stamp drawn bottom right (real data: ~27 %)
                           ) -> Path:
     "Write a synthetic dataset in the competition's exact format; returns `out_dir`."
     from tqdm.auto import tqdm
@@ -343,7 +360,11 @@ def make_synthetic_dataset(out_dir, # folder to create: train.csv, test.csv, sam
         r = np.random.default_rng([seed, k])
         st = str(r.choice(states, p=p))
         t = _sample_targets(r, st)
-        render_pasture(t, size, r).save(out / part / f"{iid}.jpg", quality=quality)
+        img = render_pasture(t, size, r)
+        if stamps and (sr := np.random.default_rng([seed, k, 7])).random() < stamps:   # own stream: stamps=0 changes nothing
+            from image2biomass.clean import draw_stamp
+            img = Image.fromarray(draw_stamp(np.asarray(img), sr))
+        img.save(out / part / f"{iid}.jpg", quality=quality)
         green_share = (t["GDM_g"] + 1) / (t["Dry_Total_g"] + 2)
         ndvi = float(np.clip(0.25 + 0.55 * green_share + r.normal(0, 0.05), 0.1, 0.95))
         height = float(max(1.0, 1 + t["Dry_Total_g"] / 6 + r.normal(0, 2)))

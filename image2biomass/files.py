@@ -10,7 +10,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['fsync_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'save_tensors', 'save_figure', 'OutputError',
-           'os_error_message', 'check_writable']
+           'os_error_message', 'check_writable', 'StateError', 'save_state', 'load_state']
 
 # %% ../nbs/00a_files.ipynb #ffa206b6
 _WRITES = [0]
@@ -95,3 +95,53 @@ def check_writable(folder) -> Path:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"): pass
     except OSError as e: raise OutputError(os_error_message(e, folder)) from None
     return folder
+
+# %% ../nbs/00a_files.ipynb #77408775
+def _flatten(obj, key, tensors):
+    "obj -> JSON-able skeleton; tensors (and numpy arrays) moved into `tensors` under dotted keys."
+    import numpy as np, torch
+    if torch.is_tensor(obj): tensors[key] = obj.detach().cpu().contiguous(); return {"__tensor__": key}
+    if isinstance(obj, np.ndarray): tensors[key] = torch.from_numpy(np.ascontiguousarray(obj)); return {"__ndarray__": key, "dtype": str(obj.dtype)}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, (str, int)) for k in obj): raise TypeError(f"state keys must be str or int, got {list(obj)[:3]}")
+        return {"__dict__": [[k, _flatten(v, f"{key}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return {"__list__" if isinstance(obj, list) else "__tuple__": [_flatten(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]}
+    if obj is None or isinstance(obj, (bool, int, float, str)): return obj
+    if hasattr(obj, "item"): return obj.item()                 # numpy scalars
+    raise TypeError(f"cannot store {type(obj).__name__} at {key} without pickling it")
+
+def _unflatten(s, tensors):
+    if isinstance(s, dict):
+        if "__tensor__" in s: return tensors[s["__tensor__"]]
+        if "__ndarray__" in s: return tensors[s["__ndarray__"]].numpy().astype(s["dtype"])
+        if "__dict__" in s: return {k: _unflatten(v, tensors) for k, v in s["__dict__"]}
+        if "__list__" in s: return [_unflatten(v, tensors) for v in s["__list__"]]
+        if "__tuple__" in s: return tuple(_unflatten(v, tensors) for v in s["__tuple__"])
+    return s
+
+# %% ../nbs/00a_files.ipynb #4eef5c4a
+class StateError(ValueError):
+    "A checkpoint that cannot be read safely (a pickle, a damaged file); the message names it and what to do."
+
+def save_state(state, # nested dicts / lists / tuples of tensors, arrays and plain values
+               path, # the .safetensors file to (re)place atomically
+              ):
+    "Write a training state as one safetensors file: tensors as tensors, everything else as JSON in its metadata."
+    tensors = {}
+    skeleton = _flatten(state, "s", tensors)
+    return save_tensors(tensors, path, metadata={"image2biomass_state": json.dumps(skeleton)})
+
+def load_state(path) -> dict:
+    "Read a state written by `save_state` (no unpickling, ever)."
+    from safetensors import safe_open
+    path = Path(path)
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise StateError(f"{path}: not a readable safetensors checkpoint ({str(e)[:120]}); it is not loaded. "
+                         "Delete it and start this fold again (or the whole run with --overwrite)") from None
+    if "image2biomass_state" not in meta: raise StateError(f"{path}: a safetensors file without training state")
+    return _unflatten(json.loads(meta["image2biomass_state"]), tensors)

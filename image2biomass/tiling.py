@@ -10,7 +10,7 @@ cv2.setNumThreads(0)  # no OpenCV thread pool: a forked DataLoader worker that i
 
 # %% auto #0
 __all__ = ['LAYOUTS', 'D4', 'VIEWS', 'tile_grid', 'layout_boxes', 'crop_tiles', 'tile_image', 'd4_array', 'd4_tensor',
-           'view_indices', 'show_tiles']
+           'view_indices', 'd4_inverse', 'cell_rects', 'location_areas', 'show_tiles']
 
 # %% ../nbs/01_tiling.ipynb #68dc1a39
 def _starts(n, tile, stride) -> list:
@@ -93,6 +93,46 @@ def view_indices(views="none") -> list:
     "D4 indices of a views setting: none | flips | d4."
     if views not in VIEWS: raise ValueError(f"unknown views {views!r}; choose one of {list(VIEWS)}")
     return VIEWS[views]
+
+# %% ../nbs/01_tiling.ipynb #98b44458
+def d4_inverse(t, # (..., H, W) tensor transformed by D4[i]
+               i, # index into `D4`
+              ):
+    "Undo D4 transform `i` on the last two axes (for grids of features computed on transformed tiles)."
+    import torch
+    k, flip = D4[i]
+    return torch.rot90(t.flip(-1) if flip else t, -k, dims=(-2, -1))
+
+# %% ../nbs/01_tiling.ipynb #5cf6c5a0
+def cell_rects(boxes, # (n, 4) tile boxes x0, y0, x1, y1 of one image
+               layout="grid", # how the boxes were cut (grid tiles are reflect-padded to `tile`)
+               tile=518, # grid window size
+               grid=1, # G: each tile split into G x G cells (row-major)
+              ) -> np.ndarray: # (n, G*G, 4) cell rectangles in image pixels (empty where a cell is padding)
+    "The image rectangle each cell of each tile's G x G grid shows."
+    out = np.zeros((len(boxes), grid * grid, 4), int)
+    for t, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, int)):
+        cw, ch = (tile, tile) if layout == "grid" else (x1 - x0, y1 - y0)
+        xs = np.clip(x0 + np.round(np.arange(grid + 1) * cw / grid).astype(int), x0, x1)
+        ys = np.clip(y0 + np.round(np.arange(grid + 1) * ch / grid).astype(int), y0, y1)
+        gx, gy = np.meshgrid(np.arange(grid), np.arange(grid))
+        out[t] = np.stack([xs[gx], ys[gy], xs[gx + 1], ys[gy + 1]], -1).reshape(-1, 4)
+    return out
+
+def location_areas(boxes, # (n, 4) tile boxes x0, y0, x1, y1 of one image
+                   hw, # (height, width) of the image
+                   layout="grid", # how the boxes were cut (grid tiles are reflect-padded to `tile`)
+                   tile=518, # grid window size
+                   grid=1, # G: each tile split into G x G cells (row-major), as a grid:G store or a patch grid
+                  ) -> np.ndarray: # (n, G*G) share of the image each cell stands for
+    "The share of the image each tile (or cell of a tile's G x G grid) stands for, overlaps split evenly."
+    h, w = int(hw[0]), int(hw[1])
+    cover = np.zeros((h, w))
+    for x0, y0, x1, y1 in np.asarray(boxes, int): cover[y0:y1, x0:x1] += 1
+    share = np.zeros((h + 1, w + 1)); share[1:, 1:] = np.cumsum(np.cumsum(np.where(cover > 0, 1 / np.maximum(cover, 1), 0), 0), 1)
+    r = cell_rects(boxes, layout, tile, grid)                      # integral image at the cell corners
+    x0, y0, x1, y1 = r[..., 0], r[..., 1], r[..., 2], r[..., 3]
+    return (share[y1, x1] - share[y0, x1] - share[y1, x0] + share[y0, x0]) / (h * w)
 
 # %% ../nbs/01_tiling.ipynb #72ece9a3
 def show_tiles(img, # (H, W, 3) uint8

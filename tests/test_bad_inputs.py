@@ -1,7 +1,7 @@
 "Every bad input is refused with a message naming the file and the rows; no tracebacks for user errors."
 import pandas as pd
 import pytest
-from conftest import cli, REAL
+from conftest import cli, run, REAL
 from image2biomass.data import TARGETS
 
 
@@ -27,7 +27,7 @@ CASES = {
 def test_train_csv_refused(dataset_copy, case):
     fn, expected = CASES[case]
     corrupt(dataset_copy, fn)
-    r = cli("validate", dataset_copy, check=2)
+    r = run("validate", dataset_copy, check=2)
     assert str(dataset_copy / "train.csv") in r.stderr
     for e in expected: assert e in r.stderr, f"{e!r} not in:\n{r.stderr}"
     assert "Traceback" not in r.stderr
@@ -36,7 +36,7 @@ def test_train_csv_refused(dataset_copy, case):
 def test_all_missing_images_listed(dataset_copy):
     imgs = sorted((dataset_copy / "train").iterdir())[:3]
     for p in imgs: p.unlink()
-    r = cli("validate", dataset_copy, check=2)
+    r = run("validate", dataset_copy, check=2)
     assert "3 of 30 image file(s) not found" in r.stderr
     for p in imgs: assert p.name in r.stderr
 
@@ -46,14 +46,14 @@ def test_corrupt_images_named(dataset_copy):
     imgs[0].write_bytes(b"")
     imgs[1].write_bytes(imgs[1].read_bytes()[:300])
     imgs[2].write_text("hello")
-    r = cli("validate", dataset_copy, check=2)
+    r = run("validate", dataset_copy, check=2)
     assert "3 of 34 image(s) cannot be decoded" in r.stderr
     for p in imgs[:3]: assert p.name in r.stderr
 
 
 def test_fewer_dates_than_folds(dataset_copy, tmp_path):
     corrupt(dataset_copy, lambda d: d.assign(Sampling_Date="2015/9/4"))
-    r = cli("folds", dataset_copy, "--out", tmp_path / "f.csv", check=2)
+    r = run("folds", dataset_copy, "--out", tmp_path / "f.csv", check=2)
     assert "only 1 distinct sampling dates for 5 folds" in r.stderr
 
 
@@ -71,5 +71,5 @@ def test_real_csv_missing_images_named(tmp_path):
     if not REAL.exists(): pytest.skip("real CSVs not present")
     import shutil
     shutil.copy(REAL / "train.csv", tmp_path / "train.csv")
-    r = cli("validate", tmp_path, check=2)
+    r = run("validate", tmp_path, check=2)
     assert "357 of 357 image file(s) not found" in r.stderr and "and 337 more" in r.stderr

@@ -3,11 +3,11 @@ import json, subprocess, sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import cli, REAL
+from conftest import cli, run, REAL
 
 
 def test_help_lists_subcommands():
-    r = cli("--help", check=0)
+    r = run("--help", check=0)
     for c in ["synth", "validate", "folds", "demo"]: assert c in r.stdout
     r = subprocess.run([sys.executable, "-m", "image2biomass.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "synth" in r.stdout
@@ -15,16 +15,16 @@ def test_help_lists_subcommands():
 
 def test_synth_validate_folds(tmp_path):
     d = tmp_path / "ds"
-    cli("synth", d, "--n-train", 25, "--n-test", 3, "--size", 64, 128, "--seed", 3, "--no-progress", check=0)
+    run("synth", d, "--n-train", 25, "--n-test", 3, "--size", 64, 128, "--seed", 3, "--no-progress", check=0)
     for f in ["train.csv", "test.csv", "sample_submission.csv", "test_labels.csv"]: assert (d / f).is_file()
-    r = cli("validate", d, check=0)
+    r = run("validate", d, check=0)
     assert "25 images" in r.stdout and "OK:" in r.stdout
-    cli("folds", d, "--out", tmp_path / "folds.csv", "--n-splits", 4, check=0)
+    run("folds", d, "--out", tmp_path / "folds.csv", "--n-splits", 4, check=0)
     f = pd.read_csv(tmp_path / "folds.csv")
     assert sorted(f.fold.unique()) == [0, 1, 2, 3]
     assert f.groupby("date").fold.nunique().max() == 1
     # same seed -> identical files; existing dataset is never clobbered
-    r = cli("synth", d, "--n-train", 5, "--n-test", 1, check=2)
+    r = run("synth", d, "--n-train", 5, "--n-test", 1, check=2)
     assert "already holds a dataset" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -32,7 +32,7 @@ def test_synth_real_schema(tmp_path):
     "The synthetic CSVs have exactly the real competition's columns."
     if not REAL.exists(): pytest.skip("real CSVs not present")
     d = tmp_path / "ds"
-    cli("synth", d, "--n-train", 3, "--n-test", 1, "--size", 16, 32, "--no-progress", check=0)
+    run("synth", d, "--n-train", 3, "--n-test", 1, "--size", 16, 32, "--no-progress", check=0)
     for f in ["train.csv", "test.csv", "sample_submission.csv"]:
         assert list(pd.read_csv(d / f).columns) == list(pd.read_csv(REAL / f).columns), f
 
@@ -40,11 +40,11 @@ def test_synth_real_schema(tmp_path):
 def test_demo_runs(tmp_path):
     args = ["demo", "--out-dir", tmp_path / "demo", "--n-train", 30, "--n-test", 4, "--size", 96, 192, "--folds", 3,
             "--vit", "test_vit", "--vit-size", 32, "--no-progress"]
-    r = cli(*args, check=0)
+    r = run(*args, check=0)
     m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert "held-out weighted R2 on 4 synthetic test images" in r.stdout and np.isfinite(m["heldout_weighted_r2"])
-    assert "random-init" in m["note"] and set(m["runs_oof_weighted_r2"]) == {"vegetation_mil", "vegetation_composition", "test_vit_random-init_mil"}
+    assert "random-init" in m["note"] and set(m["runs_oof_weighted_r2"]) == {"vegetation_mil", "vegetation_composition", "vegetation_density", "test_vit_random-init_mil"}
     for f in ["submission.csv", "report.png", "ensemble.json"]: assert (tmp_path / "demo" / f).exists()
     assert len(pd.read_csv(tmp_path / "demo" / "submission.csv")) == 4 * 5
-    r = cli(*args, check=0)                       # a second run reuses the dataset and the finished runs
+    r = run(*args, check=0)                       # a second run reuses the dataset and the finished runs
     assert "reusing the synthetic dataset" in r.stdout

@@ -1,10 +1,11 @@
-"Fine-tuning as users run it: each layout from the CLI, exact resume after SIGKILL, and torchrun with 2 CPU processes."
-import json, os, signal, subprocess, time
+"""Fine-tuning as users run it: each layout, the top solutions' regimes (partial unfreezing, an unfreeze schedule,
+LoRA, SWA), exact resume after a kill (SWA and EMA included), and torchrun with 2 CPU processes."""
+import json, os, signal, subprocess
 from pathlib import Path
-import pandas as pd
-import pytest
-import torch
-from conftest import cli, BIN
+import numpy as np, pandas as pd
+import pytest, torch
+from safetensors.torch import load_file
+from conftest import cli, run, BIN
 
 TINY = ["--backbone", "test_vit", "--random-init", "--img-size", "32", "--tile", "64", "--stride", "64", "--batch-size", "4",
         "--accum", "2", "--workers", "0", "--no-progress"]
@@ -13,41 +14,93 @@ TINY = ["--backbone", "test_vit", "--random-init", "--img-size", "32", "--tile",
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):
     from image2biomass.data import make_synthetic_dataset
-    return make_synthetic_dataset(tmp_path_factory.mktemp("ft") / "data", n_train=24, n_test=1, size=(64, 128), seed=3, progress=False)
+    return make_synthetic_dataset(tmp_path_factory.mktemp("ft") / "data", n_train=24, n_test=2, size=(64, 128), seed=3, progress=False)
 
 
 @pytest.mark.parametrize("layout", ["full", "halves", "tiles"])
 def test_train_each_layout(ds, tmp_path, layout):
     out = tmp_path / layout
-    cli("train", "--data-dir", ds, "--out", out, "--layout", layout, "--epochs", 2, "--folds", 2, *TINY, check=0)
+    run("train", "--data-dir", ds, "--out", out, "--layout", layout, "--epochs", 2, "--folds", 2, *TINY, check=0)
     m = json.loads((out / "metrics.json").read_text())
     assert m["layout"] == layout and len(m["folds"]) == 2 and len(pd.read_csv(out / "oof.csv")) == 24
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["kind"] == "finetune" and cfg["backbone"]["weights"] == "random-init"
+    assert sorted(p.name for p in out.glob("fold*")) == ["fold0.safetensors", "fold1.safetensors"]
+
+
+def _backbone(f):
+    return {k[len("model.fx.model."):]: v for k, v in load_file(f).items() if k.startswith("model.fx.model.")}
+
+
+def test_train_blocks_and_unfreeze_schedule(ds, tmp_path):
+    from image2biomass.finetune import build_model, FinetuneConfig
+    start = build_model(FinetuneConfig(backbone="test_vit", random_init=True, img_size=32, layout="full")).fx.model.state_dict()
+    n = sum(1 for k in start if k.endswith("norm1.weight"))
+    args = ["train", "--data-dir", ds, "--layout", "full", "--epochs", 2, "--folds", 2, "--only-folds", "0", *TINY]
+    run(*args, "--out", tmp_path / "k1", "--train-blocks", 1, check=0)
+    moved = {k for k, v in _backbone(tmp_path / "k1" / "fold0.safetensors").items() if not torch.equal(v, start[k])}
+    assert moved and all(k.startswith((f"blocks.{n - 1}.", "norm.")) for k in moved), sorted(moved)
+    run(*args, "--out", tmp_path / "sched", "--unfreeze", "0:0,1:all", "--save-epochs", check=0)   # head only, then all
+    moved = lambda e: {k for k, v in _backbone(tmp_path / "sched" / f"fold0.epoch{e}.safetensors").items() if not torch.equal(v, start[k])}
+    assert moved(0) == set() and {"blocks.0.attn.qkv.weight", "cls_token"} <= moved(1)
+    r = run(*args, "--out", tmp_path / "bad", "--unfreeze", "2:1", check=2)
+    assert "--unfreeze '2:1'" in r.stderr
+
+
+def test_lora_trains_adapters_and_predict_merges_them(ds, tmp_path):
+    out = tmp_path / "lora"
+    run("train", "--data-dir", ds, "--out", out, "--layout", "full", "--epochs", 2, "--folds", 2, "--lora-rank", 4,
+        "--lora-blocks", 2, "--lr-backbone", "1e-2", *TINY, check=0)
+    sd = load_file(out / "fold0.safetensors")
+    assert any("lora_B" in k for k in sd) and all("lora_" in k or not k.startswith("model.fx.") for k in sd)
+    assert any(v.abs().sum() > 0 for k, v in sd.items() if "lora_B" in k)     # the adapters trained (B starts at 0)
+    run("predict", "--runs", out, "--data-dir", ds, "--out", tmp_path / "s.csv", "--workers", 0, "--no-progress", check=0)
+    from image2biomass.inference import _finetune_model
+    from image2biomass.runs import read_config
+    m, _ = _finetune_model(out, read_config(out), out / "fold0.safetensors", None)
+    assert all(getattr(mod, "merged", True) for mod in m.modules() if hasattr(mod, "lora_A"))
+
+
+def _resume_equal(ds, tmp_path, extra, fault):
+    "Run once; run again killed (SIGKILL) at the `fault`-th file write, then --resume: same metrics and OOF."
+    args = ["train", "--data-dir", str(ds), "--layout", "halves", "--epochs", "3", "--folds", "2", "--aug", "heavy", *TINY, *extra]
+    run(*args, "--out", tmp_path / "ref", check=0)
+    out = tmp_path / "killed"
+    r = subprocess.run([str(BIN / "image2biomass"), *args, "--out", str(out)], capture_output=True, text=True,
+                       env={**os.environ, "IMAGE2BIOMASS_FAULT": f"write:{fault}"})
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert not out.exists() and list((out.with_name("killed.partial")).glob("fold0.last.safetensors"))
+    r = run(*args, "--out", out, check=2)                         # an interrupted run is not silently restarted
+    assert "--resume" in r.stderr
+    run(*args, "--out", out, "--resume", check=0)
+    a, b = json.loads((tmp_path / "ref" / "metrics.json").read_text()), json.loads((out / "metrics.json").read_text())
+    assert a["oof_weighted_r2"] == b["oof_weighted_r2"] and a["folds"] == b["folds"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ref" / "oof.csv"), pd.read_csv(out / "oof.csv"))
+    for k in ("fold0", "fold1"):
+        x, y = load_file(tmp_path / "ref" / f"{k}.safetensors"), load_file(out / f"{k}.safetensors")
+        assert all(torch.equal(x[n], y[n]) for n in x)
 
 
 def test_kill_then_resume_matches_uninterrupted(ds, tmp_path):
-    args = ["train", "--data-dir", str(ds), "--layout", "halves", "--epochs", "4", "--folds", "2", "--aug", "heavy", *TINY]
-    ref = tmp_path / "ref"
-    cli(*args, "--out", ref, check=0)
-    out = tmp_path / "killed"
-    proc = subprocess.Popen([str(BIN / "image2biomass"), *args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ck = out / "fold0.last.pt"
-    t0 = time.time()
-    while time.time() - t0 < 300 and proc.poll() is None:
-        if ck.exists():
-            try: epoch = torch.load(ck, weights_only=False)["state"]["epoch"]
-            except Exception: epoch = -1
-            if epoch >= 0: break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL); proc.wait()
-    assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
-    r = cli(*args, "--out", out, check=2)                       # an interrupted run is not silently restarted
-    assert "--resume" in r.stderr
-    cli(*args, "--out", out, "--resume", check=0)
-    a, b = json.loads((ref / "metrics.json").read_text()), json.loads((out / "metrics.json").read_text())
-    assert a["oof_weighted_r2"] == b["oof_weighted_r2"] and a["folds"] == b["folds"]
-    pd.testing.assert_frame_equal(pd.read_csv(ref / "oof.csv"), pd.read_csv(out / "oof.csv"))
+    _resume_equal(ds, tmp_path, [], fault=4)                     # config, then fold 0: model + state per epoch
+
+
+def test_swa_with_ema_resumes_exactly_and_averages_the_last_epochs(ds, tmp_path):
+    _resume_equal(ds, tmp_path, ["--swa", "2", "--ema", "0.5", "--save-epochs"], fault=5)
+    e1, e2, f = (load_file(tmp_path / "killed" / n) for n in ["fold1.epoch1.safetensors", "fold1.epoch2.safetensors", "fold1.safetensors"])
+    for k in f:
+        if f[k].is_floating_point(): torch.testing.assert_close(f[k], (e1[k] + e2[k]) / 2, rtol=1e-5, atol=1e-6)
+
+
+def test_planted_pickle_is_refused(ds, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self): return (os.system, (f"touch {marker}",))
+    part = tmp_path / "run.partial"; part.mkdir()
+    torch.save({"state": Evil()}, part / "fold0.last.pt")
+    r = run("train", "--data-dir", ds, "--out", tmp_path / "run", "--resume", *TINY, check=2)
+    assert "is a pickle" in r.stderr and not marker.exists()
 
 
 def test_torchrun_two_cpu_processes(ds, tmp_path):
@@ -60,5 +113,4 @@ def test_torchrun_two_cpu_processes(ds, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["world_size"] == 2 and len(pd.read_csv(out / "oof.csv")) == 24
     assert r.stdout.count("OOF weighted R2") == 1, r.stdout       # only rank 0 reports and writes
-    assert sorted(p.name for p in out.iterdir() if p.suffix in (".safetensors", ".pt")) == \
-        ["fold0.last.pt", "fold0.safetensors", "fold1.last.pt", "fold1.safetensors"]
+    assert sorted(p.name for p in out.glob("fold*")) == ["fold0.safetensors", "fold1.safetensors"]

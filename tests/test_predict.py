@@ -3,7 +3,7 @@ import json, shutil
 from pathlib import Path
 import numpy as np, pandas as pd
 import pytest
-from conftest import cli, REAL
+from conftest import cli, run, REAL
 from image2biomass.data import TARGETS
 
 
@@ -12,9 +12,9 @@ def trained(tmp_path_factory):
     from image2biomass.data import make_synthetic_dataset
     d = tmp_path_factory.mktemp("pred")
     ds = make_synthetic_dataset(d / "data", n_train=24, n_test=3, size=(100, 200), seed=5, progress=False)
-    cli("extract", "--data-dir", ds, "--out", d / "veg.h5", "--tile", 64, "--stride", 50, "--workers", 0, "--no-progress", check=0)
+    run("extract", "--data-dir", ds, "--out", d / "veg.h5", "--tile", 64, "--stride", 50, "--workers", 0, "--no-progress", check=0)
     for head in ["mil", "composition"]:
-        cli("train-heads", "--store", d / "veg.h5", "--data-dir", ds, "--head", head, "--folds", 3, "--epochs", 4, "--out", d / head, "--no-progress", check=0)
+        run("train-heads", "--store", d / "veg.h5", "--data-dir", ds, "--head", head, "--folds", 3, "--epochs", 4, "--out", d / head, "--no-progress", check=0)
     return ds, d
 
 
@@ -28,22 +28,22 @@ def test_real_test_schema(trained, tmp_path):
     t = dict(zip(TARGETS, [3.0, 10.0, 30.0, 43.0, 33.0]))    # the real test image is not public: draw one at its path
     render_pasture(t, (1000, 2000), np.random.default_rng(0)).save(comp / "test" / "ID1001187975.jpg")
     out = tmp_path / "submission.csv"
-    cli("predict", "--runs", d / "mil", d / "composition", "--data-dir", comp, "--out", out, "--workers", 0, "--no-progress", check=0)
+    run("predict", "--runs", d / "mil", d / "composition", "--data-dir", comp, "--out", out, "--workers", 0, "--no-progress", check=0)
     sub, sample = pd.read_csv(out), pd.read_csv(REAL / "sample_submission.csv")
     assert list(sub.columns) == list(sample.columns) and sub.sample_id.tolist() == sample.sample_id.tolist()
     v = dict(zip(sub.sample_id.str.split("__").str[1], sub.target))
     assert min(v.values()) >= 0 and abs(v["GDM_g"] - v["Dry_Green_g"] - v["Dry_Clover_g"]) < 1e-6
     assert abs(v["Dry_Total_g"] - v["GDM_g"] - v["Dry_Dead_g"]) < 1e-6
-    r = cli("predict", "--runs", d / "mil", "--data-dir", comp, "--out", out, "--workers", 0, "--no-progress", check=2)
+    r = run("predict", "--runs", d / "mil", "--data-dir", comp, "--out", out, "--workers", 0, "--no-progress", check=2)
     assert "exists; pass --overwrite" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_ensemble_then_predict(trained, tmp_path):
     ds, d = trained
-    cli("ensemble", d / "mil", d / "composition", "--out", tmp_path / "ens.json", check=0)
+    run("ensemble", d / "mil", d / "composition", "--out", tmp_path / "ens.json", check=0)
     spec = json.loads((tmp_path / "ens.json").read_text())
     assert spec["nested_weighted_r2"] <= spec["in_sample_weighted_r2"] + 1e-9
-    cli("predict", "--ensemble", tmp_path / "ens.json", "--data-dir", ds, "--out", tmp_path / "s.csv", "--workers", 0, "--no-progress", check=0)
+    run("predict", "--ensemble", tmp_path / "ens.json", "--data-dir", ds, "--out", tmp_path / "s.csv", "--workers", 0, "--no-progress", check=0)
     assert len(pd.read_csv(tmp_path / "s.csv")) == 15
 
 
@@ -52,17 +52,50 @@ def test_refusals(trained, tmp_path):
     bad = Path(shutil.copytree(ds, tmp_path / "data"))
     # a test image missing
     img = sorted((bad / "test").iterdir())[0]; img.unlink()
-    r = cli("predict", "--runs", d / "mil", "--data-dir", bad, "--out", tmp_path / "a.csv", "--workers", 0, "--no-progress", check=2)
+    r = run("predict", "--runs", d / "mil", "--data-dir", bad, "--out", tmp_path / "a.csv", "--workers", 0, "--no-progress", check=2)
     assert img.name in r.stderr and not (tmp_path / "a.csv").exists()
     # a sample submission asking for an image that test.csv does not have
     shutil.copy(ds / "test" / img.name, img)
     s = pd.read_csv(bad / "sample_submission.csv")
     pd.concat([s, pd.DataFrame({"sample_id": ["ID0000000000__GDM_g"], "target": [0.0]})]).to_csv(bad / "sample_submission.csv", index=False)
-    r = cli("predict", "--runs", d / "mil", "--data-dir", bad, "--out", tmp_path / "b.csv", "--workers", 0, "--no-progress", check=2)
+    r = run("predict", "--runs", d / "mil", "--data-dir", bad, "--out", tmp_path / "b.csv", "--workers", 0, "--no-progress", check=2)
     assert "missing sample_id ['ID0000000000__GDM_g']" in r.stderr and not (tmp_path / "b.csv").exists()
     # runs from other folds cannot be blended
-    cli("train-heads", "--store", d / "veg.h5", "--data-dir", ds, "--folds", 2, "--epochs", 2, "--out", tmp_path / "two", "--no-progress", check=0)
-    r = cli("ensemble", d / "mil", tmp_path / "two", "--out", tmp_path / "e.json", check=2)
+    run("train-heads", "--store", d / "veg.h5", "--data-dir", ds, "--folds", 2, "--epochs", 2, "--out", tmp_path / "two", "--no-progress", check=0)
+    r = run("ensemble", d / "mil", tmp_path / "two", "--out", tmp_path / "e.json", check=2)
     assert "used other folds" in r.stderr
-    r = cli("predict", "--data-dir", ds, "--out", tmp_path / "c.csv", check=2)
+    r = run("predict", "--data-dir", ds, "--out", tmp_path / "c.csv", check=2)
     assert "give --runs" in r.stderr
+
+
+def test_state_classifier_and_rules(trained, tmp_path):
+    ds, d = trained
+    run("state", "--store", d / "veg.h5", "--data-dir", ds, "--out", tmp_path / "state", "--folds", 3, "--no-progress", check=0)
+    m = json.loads((tmp_path / "state" / "metrics.json").read_text())
+    assert m["rules"]["WA"] == ["Dry_Dead_g"] and (tmp_path / "state" / "confusion.png").exists()
+    assert sum(sum(r.values()) for r in m["confusion"].values()) == 24
+    args = ["predict", "--runs", d / "mil", "--data-dir", ds, "--workers", 0, "--postprocess", "state-rules", "--state-run", tmp_path / "state"]
+    cfg = json.loads((tmp_path / "state" / "config.json").read_text())
+    cfg["rules"] = {st: ["Dry_Dead_g"] for st in ["NSW", "Tas", "Vic", "WA"]}      # every State: so every image is ruled
+    (tmp_path / "state" / "config.json").write_text(json.dumps(cfg))
+    r = run(*args, "--state-threshold", "0.0", "--out", tmp_path / "ruled.csv", check=0)
+    assert "set to 0" in r.stdout
+    sub = pd.read_csv(tmp_path / "ruled.csv")
+    v = sub.assign(t=sub.sample_id.str.split("__").str[1]).groupby("t").target.apply(list)
+    assert max(v["Dry_Dead_g"]) == 0 and np.allclose(v["Dry_Total_g"], v["GDM_g"])
+    run(*args, "--state-threshold", "1.0", "--out", tmp_path / "unruled.csv", check=0)
+    plain = pd.read_csv(tmp_path / "unruled.csv")
+    assert plain.loc[plain.sample_id.str.endswith("Dry_Dead_g"), "target"].max() > 0
+    r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", tmp_path / "z.csv", "--postprocess", "state-rules", check=2)
+    assert "needs --state-run" in r.stderr
+
+
+def test_density_maps(trained, tmp_path):
+    ds, d = trained
+    run("train-heads", "--store", d / "veg.h5", "--data-dir", ds, "--head", "density", "--folds", 3, "--epochs", 3,
+        "--out", tmp_path / "dens", "--no-progress", check=0)
+    r = run("predict", "--runs", tmp_path / "dens", d / "mil", "--data-dir", ds, "--out", tmp_path / "s.csv", "--maps", tmp_path / "maps",
+            "--workers", 0, check=0)
+    assert "density maps in" in r.stdout and len(list((tmp_path / "maps").glob("*.png"))) == 3
+    r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", tmp_path / "t.csv", "--maps", tmp_path / "m2", "--workers", 0, check=0)
+    assert "no density run, no maps" in r.stdout
