@@ -1,8 +1,10 @@
 """Cross-validated head training: (1) speed, a full 5-fold CV on a 357-image x 15-tile x 1024-d store (synthetic
 features; target <= 10 s on a 2-core CPU, MIL head); (2) quality, pooled OOF weighted R2 per head and loss with the
-weight-free vegetation extractor on a synthetic dataset of >= 150 images (target >= 0.80).
+weight-free vegetation extractor on a synthetic dataset of >= 150 images (target >= 0.80); (3) the top solutions'
+heads (issue G), side by side on that store: mil, composition and density (tiles as locations), each with and
+without 7-bin interval heads (target: density >= mil).
 
-    python benchmarks/bench_heads.py [--skip-quality] [--n-train 160]"""
+    python benchmarks/bench_heads.py [--skip-speed] [--skip-quality] [--skip-g] [--n-train 160]"""
 import argparse, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -14,6 +16,7 @@ from image2biomass.train_heads import train_heads, TrainConfig
 
 p = argparse.ArgumentParser()
 p.add_argument("--skip-quality", action="store_true"); p.add_argument("--skip-speed", action="store_true")
+p.add_argument("--skip-g", action="store_true")
 p.add_argument("--n-train", type=int, default=160)
 a = p.parse_args()
 warnings.simplefilter("ignore")
@@ -45,9 +48,11 @@ if not a.skip_speed:
     record("bench_heads speed", ["5-fold CV, 357 images x 15 tiles x 1024-d float16 store (synthetic features), batch 32, "
                                  f"{TrainConfig().epochs} max epochs; wall time of train_heads incl. loading, OOF, plots (target <= 10 s, MIL)"] + rows)
 
-if not a.skip_quality:
+if not (a.skip_quality and a.skip_g):
     ds = make_synthetic_dataset(tmp / "q", n_train=a.n_train, n_test=1, size=(1000, 2000), seed=7, progress=False)
     st = extract(data_dir=ds, out=tmp / "veg.h5", views="flips", progress=False)
+
+if not a.skip_quality:
     rows = []
     for head, loss, extra in [("mlp", "smoothl1", {}), ("mil", "smoothl1", {}), ("composition", "smoothl1", {}),
                               ("mlp", "ziln", {}), ("mil", "ziln", {}), ("mil", "smoothl1", {"targets": 3}), ("mil", "smoothl1", {"lds": "sqrt"})]:
@@ -57,3 +62,19 @@ if not a.skip_quality:
     tab = pd.DataFrame(rows)
     record("bench_heads quality", [f"{a.n_train} synthetic 1000x2000 images (seed 7), vegetation extractor, grid 518/400, flips views; 5-fold date-grouped CV; "
                                    "pooled OOF weighted R2 (target >= 0.80) and per-target R2:", "\n\n" + tab.to_markdown(index=False, floatfmt=".3f") + "\n"])
+
+if not a.skip_g:
+    rows = []
+    for head, lr in [("mil", 2e-3), ("composition", 2e-3), ("density", 2e-3), ("density", 5e-3)]:
+        for bins in [0, 7]:
+            m = train_heads(store=st, data_dir=ds, out=tmp / f"g_{head}_{bins}_{lr}", head=head, aux_bins=bins, ridge=False, progress=False, lr=lr)
+            rows.append(dict(head=head, lr=lr, interval_bins=bins or "-", oof_weighted_r2=m["oof_weighted_r2"], seconds=m["seconds"],
+                             bins_accuracy_mean=round(float(np.mean(list(m["bins_oof_accuracy"].values()))), 3) if bins else "-",
+                             **{t.replace("Dry_", "").replace("_g", ""): m["per_target_r2"][t] for t in TARGETS}))
+    tab = pd.DataFrame(rows)
+    r2 = lambda h, b: tab[(tab["head"] == h) & (tab.interval_bins == b) & (tab.lr == 2e-3)].oof_weighted_r2.iloc[0]
+    record("bench_heads top-10 heads", [f"{a.n_train} synthetic 1000x2000 images (seed 7), vegetation extractor, grid 518/400, flips views; "
+                                        "5-fold date-grouped CV, default TrainConfig; seconds = one whole 5-fold CV",
+                                        "\n\n" + tab.to_markdown(index=False, floatfmt=".3f") + "\n",
+                                        f"density - mil (no bins): {r2('density', '-') - r2('mil', '-'):+.3f} (target >= 0); "
+                                        f"interval heads, mil: {r2('mil', 7) - r2('mil', '-'):+.3f}, density: {r2('density', 7) - r2('density', '-'):+.3f}"])

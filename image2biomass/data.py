@@ -12,10 +12,10 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import StratifiedGroupKFold
 
 # %% auto #0
-__all__ = ['TARGETS', 'WEIGHTS', 'TARGET_WEIGHTS', 'TRAIN_COLUMNS', 'TEST_COLUMNS', 'META', 'STATE_SHARE', 'SPECIES', 'DataError',
-           'ImageError', 'read_train', 'read_pseudo_labels', 'find_real_csvs', 'read_test', 'to_submission',
-           'weighted_r2', 'r2_breakdown', 'mass_balance', 'make_folds', 'load_image', 'render_pasture',
-           'make_synthetic_dataset', 'read_labels', 'summarize', 'describe_dataset', 'plot_overview']
+__all__ = ['TARGETS', 'WEIGHTS', 'TARGET_WEIGHTS', 'TRAIN_COLUMNS', 'TEST_COLUMNS', 'META', 'MAX_PIXELS', 'STATE_SHARE',
+           'SPECIES', 'DataError', 'ImageError', 'read_train', 'read_pseudo_labels', 'find_real_csvs', 'read_test',
+           'to_submission', 'weighted_r2', 'r2_breakdown', 'mass_balance', 'make_folds', 'open_image', 'load_image',
+           'render_pasture', 'make_synthetic_dataset', 'read_labels', 'summarize', 'describe_dataset', 'plot_overview']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 TARGETS = ["Dry_Clover_g", "Dry_Dead_g", "Dry_Green_g", "Dry_Total_g", "GDM_g"]  # submission order
@@ -33,7 +33,7 @@ class DataError(ValueError):
 class ImageError(ValueError):
     "An image file cannot be decoded; the message names the file."
 
-# %% ../nbs/00_data.ipynb #a84e911d
+# %% ../nbs/00_data.ipynb #7d5cd782
 def _lines(df, idx, limit=10) -> str:
     "Describe rows `idx` of `df` as 'N rows (line L: sample_id, ...)' using CSV line numbers."
     idx = list(idx)
@@ -67,10 +67,15 @@ def _check_ids(df, problems):
         problems.append(f"sample_id is not <image_id>__<target_name> (image_id = image_path's file stem) in {_lines(df, df.index[mismatch])}")
     return image_id
 
-def _check_files(df, data_dir, problems):
-    "Every image_path must exist under data_dir; all missing files are listed."
+def _check_files(df, data_dir, problems, allow_outside=False):
+    "Every image_path must exist under data_dir (symlinks resolved: inside it too, unless allowed); all are listed."
     data_dir = Path(data_dir)
     paths = df.image_path.unique()
+    if not allow_outside:
+        root = data_dir.resolve()
+        out = [p for p in paths if not (data_dir / p).resolve().is_relative_to(root)]
+        if out: problems.append(f"{len(out)} image_path(s) lead outside {data_dir} ({', '.join(map(str, out[:5]))}); "
+                                "move the images into the data folder, or pass --allow-outside-paths if that is intended")
     missing = [p for p in paths if not (data_dir / p).is_file()]
     if missing:
         shown = ", ".join(str(data_dir / p) for p in missing[:20])
@@ -81,9 +86,10 @@ def _check_files(df, data_dir, problems):
 def _raise(csv, problems):
     if problems: raise DataError(f"{csv}: {len(problems)} problem(s):\n- " + "\n- ".join(problems))
 
-# %% ../nbs/00_data.ipynb #6dfc82f3
+# %% ../nbs/00_data.ipynb #36323e8d
 def read_train(csv, # path of the competition's train.csv (long format, 5 rows per image)
                data_dir=None, # if given, check that every image_path exists under it
+               allow_outside=False, # accept image paths (or symlinks) that lead outside data_dir
               ) -> pd.DataFrame: # one row per image: image_id, image_path, date, State, Species, NDVI, height, TARGETS
     "Read and validate `train.csv` into one row per image, targets as columns in `TARGETS` order."
     df = _read_csv(csv, TRAIN_COLUMNS, "train")
@@ -108,7 +114,7 @@ def read_train(csv, # path of the competition's train.csv (long format, 5 rows p
     for col in META:
         n = df.groupby(image_id)[col].nunique()
         if (n > 1).any(): problems.append(f"{col} differs between the rows of image(s) {list(n.index[n > 1][:10])}")
-    if data_dir is not None: _check_files(df, data_dir, problems)
+    if data_dir is not None: _check_files(df, data_dir, problems, allow_outside)
     _raise(csv, problems)
     long = df.assign(image_id=image_id, target=y.astype(float))
     wide = long.pivot(index="image_id", columns="target_name", values="target")[TARGETS]
@@ -142,15 +148,16 @@ def find_real_csvs(name="csiro-real") -> Path|None:
         if (p / "train.csv").is_file(): return p
     return None
 
-# %% ../nbs/00_data.ipynb #91084e24
+# %% ../nbs/00_data.ipynb #68c04a21
 def read_test(csv, # path of the competition's test.csv: sample_id,image_path,target_name
               data_dir=None, # if given, check that every image_path exists under it
+              allow_outside=False, # accept image paths (or symlinks) that lead outside data_dir
              ) -> pd.DataFrame: # one row per image: image_id, image_path
     "Read and validate `test.csv` into one row per image (CSV order)."
     df = _read_csv(csv, TEST_COLUMNS, "test")
     problems = []
     image_id = _check_ids(df, problems)
-    if data_dir is not None: _check_files(df, data_dir, problems)
+    if data_dir is not None: _check_files(df, data_dir, problems, allow_outside)
     _raise(csv, problems)
     return pd.DataFrame({"image_id": image_id, "image_path": df.image_path}).drop_duplicates("image_id").reset_index(drop=True)
 
@@ -228,7 +235,7 @@ def make_folds(df, # per-image frame with `date` and `State` (from `read_train`)
     assert (per_date == 1).all() and (folds >= 0).all(), "a sampling date landed in two folds"
     return folds
 
-# %% ../nbs/00_data.ipynb #602de09f
+# %% ../nbs/00_data.ipynb #df544fdb
 def _to_uint8_rgb(im: Image.Image) -> np.ndarray:
     "Any PIL mode -> (H, W, 3) uint8. 16/32-bit integer images are scaled from their bit depth, float from [0, 1]."
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -243,22 +250,45 @@ def _to_uint8_rgb(im: Image.Image) -> np.ndarray:
     if im.mode != "RGB": im = im.convert("RGB")  # L, LA, RGBA (alpha dropped), CMYK, YCbCr, 1
     return np.asarray(im)
 
-def load_image(path, # image file (JPEG, PNG, TIFF, ...)
-               draft=None, # optional (w, h): let the JPEG decoder downscale by 2/4/8 while decoding (fast previews)
-              ) -> np.ndarray: # (H, W, 3) uint8 RGB, EXIF orientation applied
-    "Decode an image file to RGB uint8, or raise `ImageError` naming the file and the problem."
+MAX_PIXELS = 100_000_000  # default size cap: 50x a 1000x2000 photo; bigger headers are refused before decoding
+
+def open_image(path, # image file
+               max_pixels=MAX_PIXELS, # refuse images with more pixels than this (checked from the header)
+              ) -> Image.Image:
+    "Open an image lazily (header only), refusing decompression bombs and oversized images with `ImageError`."
     path = Path(path)
     if not path.is_file(): raise ImageError(f"{path}: file not found")
     if path.stat().st_size == 0: raise ImageError(f"{path}: file is empty (0 bytes); re-copy or re-download it")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except UnidentifiedImageError as e:
+        raise ImageError(f"{path}: not a recognised image file ({e.__class__.__name__}); is it really an image?") from e
+    except Image.DecompressionBombError as e: raise ImageError(f"{path}: refused, a decompression bomb ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e: raise ImageError(f"{path}: truncated or corrupt image ({e})") from e
+    w, h = im.size
+    if w * h > max_pixels:
+        im.close()
+        raise ImageError(f"{path}: {w}x{h} = {w * h / 1e6:.0f} Mpx, more than the {max_pixels / 1e6:.0f} Mpx allowed "
+                         "(a decompression bomb, or a photo far larger than a quadrat's); raise --max-pixels if it is genuine")
+    return im
+
+# %% ../nbs/00_data.ipynb #c99d078e
+def load_image(path, # image file (JPEG, PNG, TIFF, ...)
+               draft=None, # optional (w, h): let the JPEG decoder downscale by 2/4/8 while decoding (fast previews)
+               max_pixels=MAX_PIXELS, # refuse images with more pixels than this, before decoding
+              ) -> np.ndarray: # (H, W, 3) uint8 RGB, EXIF orientation applied
+    "Decode an image file to RGB uint8, or raise `ImageError` naming the file and the problem."
+    path = Path(path)
+    try:
+        with open_image(path, max_pixels) as im:
             if draft is not None and im.format == "JPEG": im.draft("RGB", draft)
             im.load()
             im = ImageOps.exif_transpose(im)
             a = _to_uint8_rgb(im)
-    except UnidentifiedImageError as e:
-        raise ImageError(f"{path}: not a recognised image file ({e.__class__.__name__}); is it really an image?") from e
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, ImageError): raise
         raise ImageError(f"{path}: truncated or corrupt image ({e}); re-copy or re-download it") from e
     return np.ascontiguousarray(a)
 

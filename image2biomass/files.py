@@ -10,7 +10,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['fsync_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'save_tensors', 'save_figure', 'OutputError',
-           'os_error_message', 'check_writable', 'StateError', 'save_state', 'load_state']
+           'os_error_message', 'check_space', 'check_writable', 'StateError', 'save_state', 'load_state']
 
 # %% ../nbs/00a_files.ipynb #ffa206b6
 _WRITES = [0]
@@ -48,7 +48,7 @@ def atomic_path(path, # the file to (re)place
     finally:
         tmp.unlink(missing_ok=True)
 
-# %% ../nbs/00a_files.ipynb #8d5266dd
+# %% ../nbs/00a_files.ipynb #f6e192ef
 def write_text(path, text):
     "Write a text file atomically."
     with atomic_path(path) as tmp: tmp.write_text(text)
@@ -64,9 +64,14 @@ def write_csv(df, path):
     return Path(path)
 
 def save_tensors(tensors, path, metadata=None):
-    "Write a safetensors file atomically."
+    "Write a safetensors file atomically (an I/O error of its Rust writer becomes the OSError it is)."
+    import re
     from safetensors.torch import save_file
-    with atomic_path(path) as tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+    with atomic_path(path) as tmp:
+        try: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        except Exception as e:
+            if m := re.search(r"os error (\d+)", str(e)): raise OSError(int(m[1]), os.strerror(int(m[1])), str(path)) from None
+            raise
     return Path(path)
 
 def save_figure(fig, path, **kw):
@@ -74,7 +79,7 @@ def save_figure(fig, path, **kw):
     with atomic_path(path) as tmp: fig.savefig(tmp, format=Path(path).suffix[1:], **kw)
     return Path(path)
 
-# %% ../nbs/00a_files.ipynb #72469447
+# %% ../nbs/00a_files.ipynb #05cd87e1
 class OutputError(OSError):
     "An output that cannot be written; the message names the path and what to do."
 
@@ -86,6 +91,15 @@ def os_error_message(e: OSError, path=None) -> str:
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"{where}: not writable (permission denied or read-only file system); choose another output folder"
     return f"{where}: {e.strerror or e}"
+
+def check_space(folder, nbytes):
+    "Fail now, with the OSError a write would meet (ENOSPC, EFBIG), if a file of `nbytes` cannot be written in `folder`."
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".space-check-")
+    try:
+        try: os.posix_fallocate(fd, 0, max(1, int(nbytes)))
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT): raise OSError(e.errno, os.strerror(e.errno), str(folder)) from None
+    finally: os.close(fd); os.unlink(tmp)
 
 def check_writable(folder) -> Path:
     "Create `folder` if needed and prove a file can be written in it; `OutputError` otherwise."

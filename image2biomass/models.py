@@ -83,7 +83,7 @@ class BiomassHead(nn.Module):
         if head == "density": self._build_density(dim, hidden, dropout)
         else: self._build_bag(dim, hidden, dropout, attn_dim, per_target)
 
-# %% ../nbs/04_models.ipynb #c4a559d9
+# %% ../nbs/04_models.ipynb #70e32030
 @patch
 def _build_bag(self: BiomassHead, dim, hidden, dropout, attn_dim, per_target):
     "Pooling over the bag, then the seed MLP (one, or one per predicted target) for the outputs and extras."
@@ -97,7 +97,7 @@ def _build_bag(self: BiomassHead, dim, hidden, dropout, attn_dim, per_target):
 
 @patch
 def _build_density(self: BiomassHead, dim, hidden, dropout):
-    "A per-location MLP (the 1x1 convolution of the 5th place, with a hidden layer) to Softplus grams of 3 components."
+    "A per-location MLP (the 1x1 convolution of the 5th place, with a hidden layer) to log-space grams of 3 components."
     self.loc = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout / 2))
     self.dens = nn.Linear(hidden, 3)                                   # Green, Dead, Clover
     self.extra = nn.Linear(hidden, self.n_extra) if self.n_extra else None
@@ -121,7 +121,7 @@ def _decode(self: BiomassHead, raw) -> torch.Tensor:
     else: g = _grams(raw)
     return derive5(*g.unbind(1)) if len(self.cols) == 3 else g
 
-# %% ../nbs/04_models.ipynb #9b48bf8c
+# %% ../nbs/04_models.ipynb #7e27969f
 @patch
 def forward(self: BiomassHead, x, # (B, N, D) features of N tiles or locations
             mask=None, # (B, N) real ones
@@ -142,21 +142,21 @@ def _forward_density(self: BiomassHead, x, mask, area):
     w = mask.to(x.dtype) if area is None else area.to(x.dtype) * mask
     if area is None: w = w / w.sum(1, keepdim=True).clamp(min=1)
     h = self.loc(x)
-    d = F.softplus(self.dens(h))                                       # grams if the whole image were like this spot
+    d = _grams(self.dens(h))                                           # grams if the whole image were like this spot
     grams = d * w.unsqueeze(-1)                                        # grams at each location
     g = grams.sum(1)
     pooled = (h * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
     extra = self.extra(pooled) if self.extra is not None else pooled[:, :0]
     return dict(pred=derive5(*g.unbind(1)), raw=g, attn=None, density=d, grams=grams, **self._extras(extra))
 
-# %% ../nbs/04_models.ipynb #3e05c455
+# %% ../nbs/04_models.ipynb #070d2d89
 @patch
 @torch.no_grad()
 def init_bias(self: BiomassHead, y):
     "Start from the training targets' statistics: an untrained head predicts their typical values."
     y = torch.as_tensor(y, dtype=torch.float32)
     inv_softplus = lambda v: v + torch.log(-torch.expm1(-v.clamp(min=1e-4)))    # softplus^-1
-    if self.head == "density": self.dens.bias[:] = inv_softplus(y[:, self.cols].mean(0)); return
+    if self.head == "density": self.dens.bias[:] = inv_softplus(torch.log1p(y[:, self.cols].mean(0))); return
     if self.head == "composition":
         comp = y[:, self.cols]
         b = torch.cat([inv_softplus(torch.log1p(y[:, TOTAL]).mean()).view(1), torch.log(comp.sum(0) / comp.sum() + 1e-3)])
@@ -178,7 +178,7 @@ def _ziln_bias(v) -> torch.Tensor:
     s = torch.log((sd - SIGMA_MIN) / (SIGMA_MAX - sd))                        # sigmoid^-1 of the sigma scale
     return torch.stack([torch.log(p0 / (1 - p0)), mu, s], 1).reshape(-1)
 
-# %% ../nbs/04_models.ipynb #c212d6f2
+# %% ../nbs/04_models.ipynb #783e65ad
 @patch
 @torch.no_grad()
 def set_bins(self: BiomassHead, y):
@@ -191,7 +191,7 @@ def set_bins(self: BiomassHead, y):
 def bin_labels(self: BiomassHead, y) -> torch.Tensor:
     "(B, n_cols) interval index of each target."
     ly = torch.log1p(y[:, self.cols].float())
-    return torch.stack([torch.bucketize(ly[:, j], self.bin_edges[j]) for j in range(len(self.cols))], 1)
+    return torch.stack([torch.bucketize(ly[:, j].contiguous(), self.bin_edges[j]) for j in range(len(self.cols))], 1)
 
 # %% ../nbs/04_models.ipynb #16acf0cc
 @patch

@@ -3,7 +3,7 @@ import os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
-from conftest import cli, BIN
+from conftest import cli, run, BIN
 from image2biomass.store import FeatureStore, partial_path
 
 VIT = ["--backbone", "test_vit", "--random-init", "--feature", "cls+mean", "--input-size", "64", "--tile", "128",
@@ -66,10 +66,10 @@ def test_bad_image_stops_then_skip(ds, tmp_path):
     bad.write_bytes(bad.read_bytes()[:2000])   # truncated: header fine, decoding fails
     out = tmp_path / "s.h5"
     args = ["extract", "--data-dir", d, "--out", out, "--tile", "128", "--stride", "100", "--workers", "0", "--no-progress", "--commit-every", "1"]
-    r = cli(*args, check=2)
+    r = run(*args, check=2)
     assert bad.name in r.stderr and "--on-error skip" in r.stderr and "keeps the 10 images" in r.stderr, r.stderr
     assert FeatureStore(partial_path(out)).n_done == 10
-    cli(*args, "--on-error", "skip", check=0)
+    run(*args, "--on-error", "skip", check=0)
     s = FeatureStore(out)
     assert s.complete and list(s.skipped) == [ids[10]] and bad.name in s.skipped[ids[10]]
     with pytest.raises(Exception, match="was skipped"): s.bag(ids[10])
@@ -88,19 +88,19 @@ def test_torchrun_two_processes(ds, reference, tmp_path):
 
 def test_manual_shards_and_merge(ds, reference, tmp_path):
     out = tmp_path / "m.h5"
-    for k in range(3): cli("extract", "--data-dir", ds, "--out", out, *VIT, "--views", "d4", "--shard", f"{k}/3", check=0)
+    for k in range(3): run("extract", "--data-dir", ds, "--out", out, *VIT, "--views", "d4", "--shard", f"{k}/3", check=0)
     shards = sorted(tmp_path.glob("m.shard*of3.h5"))
     assert len(shards) == 3
-    r = cli("merge-stores", *shards[:2], "--out", out, check=2)
+    r = run("merge-stores", *shards[:2], "--out", out, check=2)
     assert "need shards 0..2 of 3" in r.stderr
-    cli("merge-stores", *shards, "--out", out, check=0)
+    run("merge-stores", *shards, "--out", out, check=0)
     same(FeatureStore(out), reference)
 
 
 def test_refusals(ds, reference, tmp_path):
-    r = cli("extract", "--data-dir", ds, "--out", reference.path, *VIT, "--views", "flips", check=2)
+    r = run("extract", "--data-dir", ds, "--out", reference.path, *VIT, "--views", "flips", check=2)
     assert "views: store has 'd4', asked for 'flips'" in r.stderr and "--overwrite" in r.stderr
-    r = cli("extract", "--data-dir", ds, "--out", reference.path, *VIT, "--views", "d4", check=0)
+    r = run("extract", "--data-dir", ds, "--out", reference.path, *VIT, "--views", "d4", check=0)
     assert "already complete" in r.stdout
     env_free = {k: v for k, v in os.environ.items() if k != "IMAGE2BIOMASS_WEIGHTS"}
     r = subprocess.run([str(BIN / "image2biomass"), "extract", "--data-dir", str(ds), "--out", str(tmp_path / "x.h5"), "--backbone", "dinov2_small"],
@@ -116,7 +116,7 @@ def test_weights_file_via_cli(ds, tmp_path):
     (tmp_path / "kaggle" / "test-vit").mkdir(parents=True)
     st.save_file(m.state_dict(), tmp_path / "kaggle" / "test-vit" / "model.safetensors")
     out = tmp_path / "w.h5"
-    cli("extract", "--data-dir", ds, "--out", out, "--backbone", "test_vit", "--weights", tmp_path / "kaggle", "--input-size", 64,
+    run("extract", "--data-dir", ds, "--out", out, "--backbone", "test_vit", "--weights", tmp_path / "kaggle", "--input-size", 64,
         "--layout", "full", "--workers", "0", "--no-progress", check=0)
     s = FeatureStore(out)
     from image2biomass.backbones import sha256_file

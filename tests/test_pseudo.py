@@ -1,0 +1,43 @@
+"Pseudo-label rounds from the command line, for a train-heads run and a fine-tuned run."
+import json
+import pandas as pd
+import pytest
+from conftest import run
+from image2biomass.data import read_test
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    from image2biomass.data import make_synthetic_dataset
+    return make_synthetic_dataset(tmp_path_factory.mktemp("pl") / "data", n_train=24, n_test=6, size=(64, 128), seed=4, progress=False)
+
+
+def test_heads_two_rounds(ds, tmp_path):
+    run("extract", "--data-dir", ds, "--out", tmp_path / "features" / "veg.h5", "--tile", 64, "--stride", 64, "--workers", 0,
+        "--no-progress", check=0)
+    run("train-heads", "--store", tmp_path / "features" / "veg.h5", "--data-dir", ds, "--folds", 3, "--epochs", 3,
+        "--out", tmp_path / "mil", "--no-progress", check=0)
+    r = run("pseudo-label", "--runs", tmp_path / "mil", "--data-dir", ds, "--out", tmp_path / "mil_pl", "--rounds", 2,
+            "--weight", "0.5", "--workers", 0, check=0)
+    assert r.stdout.count("pseudo-labelled test images") == 2
+    cfg = json.loads((tmp_path / "mil_pl" / "config.json").read_text())
+    test_ids = list(read_test(ds / "test.csv").image_id)
+    assert cfg["pseudo"]["images"] == test_ids and len(cfg["pseudo_rounds"]["rounds"]) == 2 and cfg["pseudo"]["weight"] == 0.5
+    labels = pd.read_csv(tmp_path / "mil_pl" / "pseudo_labels_round2.csv")
+    assert labels.image_id.tolist() == test_ids and (labels.Dry_Total_g - labels.GDM_g - labels.Dry_Dead_g).abs().max() < 1e-6
+    m, base = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("mil_pl", "mil"))
+    assert [f["n_train"] for f in m["folds"]] == [f["n_train"] + 6 for f in base["folds"]]   # every fold trains on the test images
+    assert [f["n_val"] for f in m["folds"]] == [f["n_val"] for f in base["folds"]]           # and validates on none
+    run("ensemble", tmp_path / "mil", tmp_path / "mil_pl", "--out", tmp_path / "e.json", check=0)   # same folds: blendable
+    run("predict", "--ensemble", tmp_path / "e.json", "--data-dir", ds, "--out", tmp_path / "s.csv", "--workers", 0, "--no-progress", check=0)
+
+
+def test_finetuned_one_round_continues_from_the_fold_models(ds, tmp_path):
+    tiny = ["--backbone", "test_vit", "--random-init", "--img-size", "32", "--batch-size", "4", "--workers", "0", "--no-progress"]
+    run("train", "--data-dir", ds, "--out", tmp_path / "ft", "--layout", "full", "--epochs", 2, "--folds", 2, *tiny, check=0)
+    run("pseudo-label", "--runs", tmp_path / "ft", "--data-dir", ds, "--out", tmp_path / "ft_pl", "--rounds", 1, "--epochs", 1,
+        "--workers", 0, "--no-progress", check=0)
+    cfg = json.loads((tmp_path / "ft_pl" / "config.json").read_text())
+    assert cfg["config"]["init_from"].endswith("ft") and cfg["config"]["epochs"] == 1 and cfg["config"]["pseudo_weight"] == 0.5
+    m = json.loads((tmp_path / "ft_pl" / "metrics.json").read_text())
+    assert m["pseudo_labelled_images"] == 6 and [f["epochs"] for f in m["folds"]] == [1, 1]
