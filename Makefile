@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pyproject.sha256
 
-.PHONY: venv demo test nbtest pytest lab bench export clean-nbs
+.PHONY: venv demo test nbtest pytest lab bench export clean-nbs book
 
 venv:
 	@h=$$(sha256sum pyproject.toml | cut -d' ' -f1); \
@@ -29,6 +29,11 @@ nbtest: venv
 
 pytest: venv
 	$(BIN)/pytest -q tests
+
+book: venv
+	$(BIN)/nbdev-export
+	$(BIN)/python tools/book.py
+	$(BIN)/nbdev-clean
 
 export: venv
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean

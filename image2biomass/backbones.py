@@ -25,7 +25,10 @@ __all__ = ['REGISTRY', 'VEGETATION', 'AUTO', 'WEIGHT_SUFFIXES', 'HF_WEIGHTS', 'P
 REGISTRY = {
     **{f"dinov2_{s}": f"vit_{s}_patch14_dinov2.lvd142m" for s in ("small", "base", "large", "giant")},
     **{f"dinov2_{s}_reg": f"vit_{s}_patch14_reg4_dinov2.lvd142m" for s in ("small", "base", "large", "giant")},
-    **{f"dinov3_{s}": f"vit_{s}_patch16_dinov3.lvd1689m" for s in ("small", "small_plus", "base", "large", "huge_plus", "7b")},
+    **{
+        f"dinov3_{s}": f"vit_{s}_patch16_dinov3.lvd1689m"
+        for s in ("small", "small_plus", "base", "large", "huge_plus", "7b")
+    },
     **{f"dinov3_convnext_{s}": f"convnext_{s}.dinov3_lvd1689m" for s in ("tiny", "small", "base", "large")},
     "convnext_large": "convnext_large.fb_in22k_ft_in1k",
     "efficientnet_b4": "efficientnet_b4.ra2_in1k",
@@ -54,8 +57,10 @@ def get_spec(name) -> BackboneSpec:
     arch = tn.split(".")[0]
     if not timm.is_model(arch):
         close = [k for k in REGISTRY if name.split("_")[0] in k][:8]
-        raise ValueError(f"unknown backbone {name!r}: not a short name ({', '.join(sorted(REGISTRY)[:4])}, ..., "
-                         f"{AUTO}, {VEGETATION}) nor a timm model" + (f"; did you mean one of {close}?" if close else ""))
+        raise ValueError(
+            f"unknown backbone {name!r}: not a short name ({', '.join(sorted(REGISTRY)[:4])}, ..., "
+            f"{AUTO}, {VEGETATION}) nor a timm model" + (f"; did you mean one of {close}?" if close else "")
+        )
     cfg = get_pretrained_cfg(tn) if "." in tn else None
     if cfg is None:  # an architecture name: take its default pretrained tag
         tags = timm.list_pretrained(arch + ".*")
@@ -76,13 +81,17 @@ def _weight_source(folder: Path) -> Path|None:
     "The checkpoint in `folder`: its one transformers folder (config.json beside weights), else its one weights file."
     hf = sorted({p.parent for p in folder.rglob("config.json") if any((p.parent / n).is_file() for n in HF_WEIGHTS)})
     if len(hf) == 1: return hf[0]
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES and not p.name.startswith("."))
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES and not p.name.startswith(".")
+    )
     if not hf:
         for name in PREFERRED:
             if len(hits := [p for p in files if p.name == name]) == 1: return hits[0]
         if len(files) <= 1: return files[0] if files else None
     found = [str(p.relative_to(folder)) for p in (hf or files)[:6]]
-    raise ValueError(f"{folder} holds {len(hf or files)} checkpoints ({', '.join(found)}); pass the one to use as --weights")
+    raise ValueError(
+        f"{folder} holds {len(hf or files)} checkpoints ({', '.join(found)}); pass the one to use as --weights"
+    )
 
 # %% ../nbs/02a_backbones.ipynb #646c0f6b
 def resolve_weights(spec: BackboneSpec, # from `get_spec`
@@ -93,26 +102,30 @@ def resolve_weights(spec: BackboneSpec, # from `get_spec`
     env = os.environ if env is None else env
     if weights is not None:
         p = Path(weights).expanduser()
-        if p.is_file() or (p.is_dir() and (p / "config.json").is_file() and any((p / n).is_file() for n in HF_WEIGHTS)): return p
+        if p.is_file() or (p.is_dir() and (p / "config.json").is_file() and any((p / n).is_file() for n in HF_WEIGHTS)):
+            return p
         if p.is_dir():
             if f := _weight_source(p): return f
             raise WeightsNotFound(f"--weights {p}: no {'/'.join(WEIGHT_SUFFIXES)} file or transformers folder in it")
         raise WeightsNotFound(f"--weights {p}: no such file or folder")
-    if spec.name == AUTO: raise WeightsNotFound("--backbone auto reads the architecture from the weights: pass --weights")
+    if spec.name == AUTO:
+        raise WeightsNotFound("--backbone auto reads the architecture from the weights: pass --weights")
     arch, searched = spec.timm_name.split(".")[0], []
     if env.get("IMAGE2BIOMASS_WEIGHTS"):
         root = Path(env["IMAGE2BIOMASS_WEIGHTS"]).expanduser()
         for sub in dict.fromkeys([spec.timm_name, arch, spec.name]):
             searched.append(str(root / sub))
             if (root / sub).is_dir() and (f := _weight_source(root / sub)): return f
-    else: searched.append("$IMAGE2BIOMASS_WEIGHTS (not set)")
+    else:
+        searched.append("$IMAGE2BIOMASS_WEIGHTS (not set)")
     if spec.hf_hub_id:
         try:
             from huggingface_hub import try_to_load_from_cache
             for fn in ("model.safetensors", "pytorch_model.bin"):
                 hit = try_to_load_from_cache(spec.hf_hub_id, fn)
                 if isinstance(hit, str) and Path(hit).is_file(): return Path(hit)
-        except ImportError: pass
+        except ImportError:
+            pass
         searched.append(f"Hugging Face cache: {spec.hf_hub_id} (model.safetensors, pytorch_model.bin)")
     raise WeightsNotFound(
         f"no weights found for backbone {spec.name!r} (timm {spec.timm_name}). Searched:\n  " + "\n  ".join(searched) +
@@ -209,38 +222,59 @@ _ANY = [(r"(.*)", r"\1")]   # every other key keeps its name
 # %% ../nbs/02a_backbones.ipynb #aae9d6c5
 CONVERSIONS = {
     "timm": _ANY,
-    "meta-dinov2": [(r"register_tokens", "reg_token"), (r"mask_token", None),
-                    (r"blocks\.(\d+)\.mlp\.w12\.(\w+)", r"blocks.\1.mlp.fc1.\2"),
-                    (r"blocks\.(\d+)\.mlp\.w3\.(\w+)", r"blocks.\1.mlp.fc2.\2")] + _ANY,
+    "meta-dinov2": [
+        (r"register_tokens", "reg_token"),
+        (r"mask_token", None),
+        (r"blocks\.(\d+)\.mlp\.w12\.(\w+)", r"blocks.\1.mlp.fc1.\2"),
+        (r"blocks\.(\d+)\.mlp\.w3\.(\w+)", r"blocks.\1.mlp.fc2.\2"),
+    ]
+    + _ANY,
     "meta-dinov3": _M3 + _ANY,
-    "meta-dinov3-swiglu": _M3 + [(r"blocks\.(\d+)\.mlp\.w1\.(\w+)", r"blocks.\1.mlp.fc1_g.\2"),
-                                 (r"blocks\.(\d+)\.mlp\.w2\.(\w+)", r"blocks.\1.mlp.fc1_x.\2"),
-                                 (r"blocks\.(\d+)\.mlp\.w3\.(\w+)", r"blocks.\1.mlp.fc2.\2")] + _ANY,
-    "meta-dinov3-convnext": [(r"downsample_layers\.0\.([01])\.(\w+)", r"stem.\1.\2"),
-                             (r"downsample_layers\.(\d+)\.([01])\.(\w+)", r"stages.\1.downsample.\2.\3"),
-                             (r"stages\.(\d+)\.(\d+)\.dwconv\.(\w+)", r"stages.\1.blocks.\2.conv_dw.\3"),
-                             (r"stages\.(\d+)\.(\d+)\.pwconv([12])\.(\w+)", r"stages.\1.blocks.\2.mlp.fc\3.\4"),
-                             (r"stages\.(\d+)\.(\d+)\.(gamma|norm\.\w+)", r"stages.\1.blocks.\2.\3"),
-                             (r"norm\.(\w+)", r"head.norm.\1"), (r"(?:norms|projectors)\..*", None)],
-    "hf-dinov2": [(r"embeddings\.cls_token", "cls_token"), (r"embeddings\.register_tokens", "reg_token"),
-                  (r"embeddings\.position_embeddings", "pos_embed"), (r"embeddings\.mask_token", None),
-                  (r"embeddings\.patch_embeddings\.projection\.(\w+)", r"patch_embed.proj.\1"),
-                  (_HL + r"\.attention\.(?:attention\.)?([qkv])(?:uery|ey|alue|_proj)\.(\w+)", r"blocks.\1.attn.qkv.\3[\2]"),
-                  (_HL + r"\.attention\.(?:output\.dense|o_proj)\.(\w+)", r"blocks.\1.attn.proj.\2"),
-                  (_HL + r"\.layer_scale([12])\.lambda1", r"blocks.\1.ls\2.gamma"),
-                  (_HL + r"\.mlp\.(?:fc1|weights_in)\.(\w+)", r"blocks.\1.mlp.fc1.\2"),
-                  (_HL + r"\.mlp\.(?:fc2|weights_out)\.(\w+)", r"blocks.\1.mlp.fc2.\2"),
-                  (_HL + r"\.(norm[12])\.(\w+)", r"blocks.\1.\2.\3"), (r"layernorm\.(\w+)", r"norm.\1")],
+    "meta-dinov3-swiglu": _M3
+    + [
+        (r"blocks\.(\d+)\.mlp\.w1\.(\w+)", r"blocks.\1.mlp.fc1_g.\2"),
+        (r"blocks\.(\d+)\.mlp\.w2\.(\w+)", r"blocks.\1.mlp.fc1_x.\2"),
+        (r"blocks\.(\d+)\.mlp\.w3\.(\w+)", r"blocks.\1.mlp.fc2.\2"),
+    ]
+    + _ANY,
+    "meta-dinov3-convnext": [
+        (r"downsample_layers\.0\.([01])\.(\w+)", r"stem.\1.\2"),
+        (r"downsample_layers\.(\d+)\.([01])\.(\w+)", r"stages.\1.downsample.\2.\3"),
+        (r"stages\.(\d+)\.(\d+)\.dwconv\.(\w+)", r"stages.\1.blocks.\2.conv_dw.\3"),
+        (r"stages\.(\d+)\.(\d+)\.pwconv([12])\.(\w+)", r"stages.\1.blocks.\2.mlp.fc\3.\4"),
+        (r"stages\.(\d+)\.(\d+)\.(gamma|norm\.\w+)", r"stages.\1.blocks.\2.\3"),
+        (r"norm\.(\w+)", r"head.norm.\1"),
+        (r"(?:norms|projectors)\..*", None),
+    ],
+    "hf-dinov2": [
+        (r"embeddings\.cls_token", "cls_token"),
+        (r"embeddings\.register_tokens", "reg_token"),
+        (r"embeddings\.position_embeddings", "pos_embed"),
+        (r"embeddings\.mask_token", None),
+        (r"embeddings\.patch_embeddings\.projection\.(\w+)", r"patch_embed.proj.\1"),
+        (_HL + r"\.attention\.(?:attention\.)?([qkv])(?:uery|ey|alue|_proj)\.(\w+)", r"blocks.\1.attn.qkv.\3[\2]"),
+        (_HL + r"\.attention\.(?:output\.dense|o_proj)\.(\w+)", r"blocks.\1.attn.proj.\2"),
+        (_HL + r"\.layer_scale([12])\.lambda1", r"blocks.\1.ls\2.gamma"),
+        (_HL + r"\.mlp\.(?:fc1|weights_in)\.(\w+)", r"blocks.\1.mlp.fc1.\2"),
+        (_HL + r"\.mlp\.(?:fc2|weights_out)\.(\w+)", r"blocks.\1.mlp.fc2.\2"),
+        (_HL + r"\.(norm[12])\.(\w+)", r"blocks.\1.\2.\3"),
+        (r"layernorm\.(\w+)", r"norm.\1"),
+    ],
     "hf-dinov3-vit": _HF3 + [(_HL + r"\.mlp\.up_proj\.(\w+)", r"blocks.\1.mlp.fc1.\2")],
-    "hf-dinov3-vit-swiglu": _HF3 + [(_HL + r"\.mlp\.gate_proj\.(\w+)", r"blocks.\1.mlp.fc1_g.\2"),
-                                    (_HL + r"\.mlp\.up_proj\.(\w+)", r"blocks.\1.mlp.fc1_x.\2")],
-    "hf-dinov3-convnext": [(r"(?:model\.)?stages\.0\.downsample_layers\.([01])\.(\w+)", r"stem.\1.\2"),
-                           (r"(?:model\.)?stages\.(\d+)\.downsample_layers\.([01])\.(\w+)", r"stages.\1.downsample.\2.\3"),
-                           (_CNX + r"depthwise_conv\.(\w+)", r"stages.\1.blocks.\2.conv_dw.\3"),
-                           (_CNX + r"layer_norm\.(\w+)", r"stages.\1.blocks.\2.norm.\3"),
-                           (_CNX + r"gamma", r"stages.\1.blocks.\2.gamma"),
-                           (_CNX + r"pointwise_conv([12])\.(\w+)", r"stages.\1.blocks.\2.mlp.fc\3.\4"),
-                           (r"layer_norm\.(\w+)", r"head.norm.\1")],
+    "hf-dinov3-vit-swiglu": _HF3
+    + [
+        (_HL + r"\.mlp\.gate_proj\.(\w+)", r"blocks.\1.mlp.fc1_g.\2"),
+        (_HL + r"\.mlp\.up_proj\.(\w+)", r"blocks.\1.mlp.fc1_x.\2"),
+    ],
+    "hf-dinov3-convnext": [
+        (r"(?:model\.)?stages\.0\.downsample_layers\.([01])\.(\w+)", r"stem.\1.\2"),
+        (r"(?:model\.)?stages\.(\d+)\.downsample_layers\.([01])\.(\w+)", r"stages.\1.downsample.\2.\3"),
+        (_CNX + r"depthwise_conv\.(\w+)", r"stages.\1.blocks.\2.conv_dw.\3"),
+        (_CNX + r"layer_norm\.(\w+)", r"stages.\1.blocks.\2.norm.\3"),
+        (_CNX + r"gamma", r"stages.\1.blocks.\2.gamma"),
+        (_CNX + r"pointwise_conv([12])\.(\w+)", r"stages.\1.blocks.\2.mlp.fc\3.\4"),
+        (r"layer_norm\.(\w+)", r"head.norm.\1"),
+    ],
 }
 
 # %% ../nbs/02a_backbones.ipynb #c074d7ea
@@ -362,7 +396,9 @@ def _custom_arch(ck: CheckpointInfo) -> tuple:
 
 def _bias_override(ck, timm_name) -> dict:
     "DINOv3 ViTs with (q, v) attention biases load into timm's qkv_bias=True variant of the architecture."
-    return {"qkv_bias": True} if ck is not None and ck.family == "dinov3" and ck.qkv_bias and "dinov3" in timm_name else {}
+    return (
+        {"qkv_bias": True} if ck is not None and ck.family == "dinov3" and ck.qkv_bias and "dinov3" in timm_name else {}
+    )
 
 def match_arch(ck: CheckpointInfo, # from `describe_state_dict`
                sd, # the timm-named tensors
@@ -389,10 +425,12 @@ def _check_config(config, fmt, src):
     if bad: raise CheckpointError(f"{src}/config.json sets {', '.join(bad)}: these features would not match the model")
 
 # %% ../nbs/02a_backbones.ipynb #20c95575
-FORMATS_HELP = ("timm (.safetensors, .pth); Meta's original release (dinov2_vit*14*_pretrain.pth, "
-                "dinov3_vit*16_pretrain_*.pth, dinov3_convnext_*.pth); a Hugging Face transformers folder (config.json + "
-                "model.safetensors, shards + model.safetensors.index.json, or pytorch_model.bin) of Dinov2Model, "
-                "Dinov2WithRegistersModel, DINOv3ViTModel or DINOv3ConvNextModel")
+FORMATS_HELP = (
+    "timm (.safetensors, .pth); Meta's original release (dinov2_vit*14*_pretrain.pth, "
+    "dinov3_vit*16_pretrain_*.pth, dinov3_convnext_*.pth); a Hugging Face transformers folder (config.json + "
+    "model.safetensors, shards + model.safetensors.index.json, or pytorch_model.bin) of Dinov2Model, "
+    "Dinov2WithRegistersModel, DINOv3ViTModel or DINOv3ConvNextModel"
+)
 
 @dataclass
 class Checkpoint:
@@ -407,7 +445,7 @@ class Checkpoint:
     timm_name: str  # timm architecture (with pretrained tag)
     overrides: dict  # timm.create_model keyword arguments that rebuild it
 
-# %% ../nbs/02a_backbones.ipynb #e5dd8e13
+# %% ../nbs/02a_backbones.ipynb #aff06563
 def _unknown(src, raw) -> str:
     keys = list(raw)[:6]
     return f"{src}: unknown checkpoint format (first keys: {', '.join(keys)}{' ...' if len(raw) > 6 else ''}). Accepted: {FORMATS_HELP}"
@@ -417,6 +455,7 @@ def _hub_arch(config, sd) -> tuple|None:
     arch = (config or {}).get("architecture")
     return ("", arch, {}) if isinstance(arch, str) and not _misfit(sd, arch, {}) else None
 
+# %% ../nbs/02a_backbones.ipynb #71969934
 def prepare_checkpoint(src, # weights file or transformers folder
                        name=AUTO, # the asked backbone (short or timm name), or 'auto'
                       ) -> Checkpoint:
@@ -436,9 +475,15 @@ def prepare_checkpoint(src, # weights file or transformers folder
     if problems := _misfit(sd, tn, ov := _bias_override(ck, tn)):
         want = _arch_tensors(tn, json.dumps(ov, sort_keys=True))
         if ck is None and len(set(sd) & set(want)) < len(want) / 2: raise CheckpointError(_unknown(src, raw))
-        use = f"--backbone {fit[0] or AUTO}" + (" (or auto)" if fit[0] else "") if fit else "the --backbone of its architecture"
-        raise CheckpointError(f"{src} holds a {ck or 'model of another architecture'} ({fmt} format), but --backbone {name} "
-                              f"is a {describe_state_dict(want) or tn} ({problems[0]}). Use {use}.")
+        use = (
+            f"--backbone {fit[0] or AUTO}" + (" (or auto)" if fit[0] else "")
+            if fit
+            else "the --backbone of its architecture"
+        )
+        raise CheckpointError(
+            f"{src} holds a {ck or 'model of another architecture'} ({fmt} format), but --backbone {name} "
+            f"is a {describe_state_dict(want) or tn} ({problems[0]}). Use {use}."
+        )
     return Checkpoint(Path(src), fmt, sd, files, config, ck, name, tn, ov)
 
 # %% ../nbs/02a_backbones.ipynb #a26612fb
@@ -464,7 +509,7 @@ def parse_feature(feature="cls", # a short kind, or "layers:-1,-4 pool:cls,mean"
                  ) -> FeatureSpec:
     "Parse a feature kind and scales into a `FeatureSpec`; one clear error for anything else."
     f = " ".join(str(feature or "").split())
-    try: sc = tuple(float(v) for v in str(scales).split(","))
+    try:sc = tuple(float(v) for v in str(scales).split(","))
     except ValueError: sc = ()
     if not sc or any(not 0.1 <= v <= 4 for v in sc) or len(set(sc)) < len(sc):
         raise ValueError(f"--scales {scales!r}: comma-separated distinct factors in [0.1, 4], e.g. 1.0,0.75")
@@ -473,7 +518,11 @@ def parse_feature(feature="cls", # a short kind, or "layers:-1,-4 pool:cls,mean"
     if re.fullmatch(r"grid:[1-9]\d*", f): return FeatureSpec((-1,), (f,), sc)
     m = re.fullmatch(r"layers:(-?\d+(?:,-?\d+)*) pool:([\w:]+(?:,[\w:]+)*)", f)
     pools = m[2].split(",") if m else []
-    if m is None or any(p not in POOLS and not re.fullmatch(r"grid:[1-9]\d*", p) for p in pools) or len(set(pools)) < len(pools):
+    if (
+        m is None
+        or any(p not in POOLS and not re.fullmatch(r"grid:[1-9]\d*", p) for p in pools)
+        or len(set(pools)) < len(pools)
+    ):
         raise ValueError(f"unknown feature kind {feature!r}; use cls, mean, cls+mean, max, gem, lastk:K, grid:G or "
                          "'layers:-1,-4,-8 pool:cls,mean,max,gem'")
     layers = tuple(int(v) for v in m[1].split(","))
@@ -509,7 +558,10 @@ class TimmFeatures(nn.Module):
         self.patch = patch_size_of(model)
         n = len(model.blocks) if self.vit else len(getattr(model, "stages", getattr(model, "layers", [])))
         bad = [l for l in self.fs.layers if not -n <= l < n]
-        if bad: raise ValueError(f"--feature {kind!r}: layer(s) {bad} out of range for {n} {'blocks' if self.vit else 'stages'}")
+        if bad:
+            raise ValueError(
+                f"--feature {kind!r}: layer(s) {bad} out of range for {n} {'blocks' if self.vit else 'stages'}"
+            )
         self.idx = sorted({l % n for l in self.fs.layers}); self.n_layers = n
         if self.vit and "cls" in self.fs.pools and getattr(model, "cls_token", None) is None:
             raise ValueError(f"{spec.timm_name} has no class token: use mean, max, gem or grid:G")
@@ -517,7 +569,7 @@ class TimmFeatures(nn.Module):
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1) * 255, persistent=False)
         self.dims = None   # width of each slice, known after the first forward pass
 
-# %% ../nbs/02a_backbones.ipynb #9be87c46
+# %% ../nbs/02a_backbones.ipynb #763054ef
 def _nchw(model, f):
     "A feature map as (B, C, h, w) whether the model returns NCHW or NHWC (Swin)."
     return f.permute(0, 3, 1, 2) if f.shape[-1] == model.num_features and f.shape[1] != model.num_features else f
@@ -543,6 +595,7 @@ def _layers(self, x) -> list:
             out[i] = (f.flatten(2).transpose(1, 2), tuple(f.shape[-2:]), cls)
     return [out[l % self.n_layers] for l in self.fs.layers]
 
+# %% ../nbs/02a_backbones.ipynb #7314800e
 def _forward(self, x):
     x = (x.float() - self.mean) / self.std
     parts = []
@@ -558,7 +611,9 @@ def _patch_tokens(self, x) -> tuple: # ((B, h*w, D) tokens, (h, w))
     x = (x.float() - self.mean) / self.std
     m = self.model
     if self.vit:
-        tok = m.forward_intermediates(x, indices=[self.n_layers - 1], norm=True, output_fmt="NLC", intermediates_only=True)[0]
+        tok = m.forward_intermediates(
+            x, indices=[self.n_layers - 1], norm=True, output_fmt="NLC", intermediates_only=True
+        )[0]
         return (tok[0] if isinstance(tok, tuple) else tok), (x.shape[-2] // self.patch, x.shape[-1] // self.patch)
     f = _nchw(m, m.forward_features(x)); norm = getattr(getattr(m, "head", None), "norm", None)
     f = norm(f) if isinstance(norm, nn.Module) and not isinstance(norm, nn.Identity) else f
@@ -589,8 +644,11 @@ def fit_to_model(sd, model) -> dict:
         sd["cls_token"], v = sd["cls_token"] + v[:, :1], v[:, 1:]
     if v.shape != pe.shape:
         from timm.layers import resample_abs_pos_embed
-        v = resample_abs_pos_embed(v, new_size=list(model.patch_embed.grid_size),
-                                   num_prefix_tokens=0 if getattr(model, "no_embed_class", False) else model.num_prefix_tokens)
+        v = resample_abs_pos_embed(
+            v,
+            new_size=list(model.patch_embed.grid_size),
+            num_prefix_tokens=0 if getattr(model, "no_embed_class", False) else model.num_prefix_tokens,
+        )
     sd["pos_embed"] = v
     return sd
 
@@ -625,7 +683,7 @@ def _create(timm_name, size, overrides, dynamic=False):
         try: return timm.create_model(timm_name, img_size=size, **({"dynamic_img_size": True} if dynamic else {}), **kw)
         except TypeError: return timm.create_model(timm_name, **kw)
 
-# %% ../nbs/02a_backbones.ipynb #4c34ebda
+# %% ../nbs/02a_backbones.ipynb #0643b88a
 def load_backbone(name, # short or timm name, 'auto' (architecture from the weights) or 'vegetation'
                   kind="cls", # feature kind or spec (see above)
                   weights=None, # file or folder; None: $IMAGE2BIOMASS_WEIGHTS, then the hub cache
@@ -633,13 +691,22 @@ def load_backbone(name, # short or timm name, 'auto' (architecture from the weig
                   input_size=None, # square model input; default: `tile` rounded to the patch, else native
                   tile=None, # grid tile side in image pixels (the input-size default of the grid layout)
                   scales="1.0", # comma-separated re-sampling factors, one forward pass each
-                  overrides=None, # random-init only: timm.create_model arguments (rebuild a recorded custom architecture)
+                  # random-init only: timm.create_model arguments (rebuild a recorded custom architecture)
+                  overrides=None,
                  ) -> tuple: # (module uint8 (B,3,S,S) -> (B, D), info dict for the fingerprint)
     "Build a feature extractor with its weights resolved, converted and checked offline; `info` says what was loaded."
     spec = get_spec(name)
     if name == VEGETATION:
-        return VegetationFeatures(), dict(backbone=name, timm_name="", weights="none", weights_format="none",
-                                          kind="vegetation", input_size=spec.input_size, mean=list(spec.mean), std=list(spec.std))
+        return VegetationFeatures(), dict(
+            backbone=name,
+            timm_name="",
+            weights="none",
+            weights_format="none",
+            kind="vegetation",
+            input_size=spec.input_size,
+            mean=list(spec.mean),
+            std=list(spec.std),
+        )
     ck, src, wid, fmt = None, None, "random-init", "random-init"
     if random_init:
         if weights is not None: raise ValueError("pass either --weights or --random-init, not both")
@@ -656,7 +723,7 @@ def load_backbone(name, # short or timm name, 'auto' (architecture from the weig
     size = round_to_patch(int(input_size or tile or spec.input_size), patch)
     model = _create(tn, size, ov, dynamic=len(parse_feature(kind, scales).scales) > 1)
     if ck is not None:
-        try: model.load_state_dict(fit_to_model(ck.state_dict, model), strict=True)
+        try:model.load_state_dict(fit_to_model(ck.state_dict, model), strict=True)
         except RuntimeError as e: raise CheckpointError(f"{src}: {str(e).splitlines()[0][:300]}") from None
     model.eval().requires_grad_(False)
     fx = TimmFeatures(model, spec, kind, scales)
@@ -671,19 +738,30 @@ def describe_backbone(info) -> str:
     "One line on what an extraction runs: model, weights, input size and patch grid."
     if info["backbone"] == VEGETATION: return f"vegetation statistics at {info['input_size']} px (no weights)"
     name = info["backbone"] if info["backbone"] != AUTO else f"auto -> {info['chosen']}"
-    w = "random-init weights" if info["weights"] == "random-init" else f"{info['weights_format']} weights {info['weights_file']}"
+    w = (
+        "random-init weights"
+        if info["weights"] == "random-init"
+        else f"{info['weights_format']} weights {info['weights_file']}"
+    )
     g = info["patch_grid"]
-    return (f"{name} ({info['timm_name']}{' ' + json.dumps(info['arch_overrides']) if info['arch_overrides'] else ''}), "
-            f"{w}; input {info['input_size']} px, patch {info['patch']}, grid {g}x{g}, feature {info['kind']!r}"
-            f"{' at scales ' + info['scales'] if info['scales'] != '1' else ''}")
+    return (
+        f"{name} ({info['timm_name']}{' ' + json.dumps(info['arch_overrides']) if info['arch_overrides'] else ''}), "
+        f"{w}; input {info['input_size']} px, patch {info['patch']}, grid {g}x{g}, feature {info['kind']!r}"
+        f"{' at scales ' + info['scales'] if info['scales'] != '1' else ''}"
+    )
 
 # %% ../nbs/02a_backbones.ipynb #0c067578
 def rebuild_backbone(info, # the `info` dict `load_backbone` returned (kept in the run's config.json)
                      kind=None, # feature kind (default: the recorded one)
                     ) -> TimmFeatures:
     "The extractor an `info` dict describes, without its weights."
-    spec = BackboneSpec(info.get("chosen", info["backbone"]), info["timm_name"], info["input_size"], tuple(info["mean"]),
-                        tuple(info["std"]))
+    spec = BackboneSpec(
+        info.get("chosen", info["backbone"]),
+        info["timm_name"],
+        info["input_size"],
+        tuple(info["mean"]),
+        tuple(info["std"]),
+    )
     kind = kind or info["kind"]
     model = _create(info["timm_name"], info["input_size"], info.get("arch_overrides", {}),
                     dynamic=len(parse_feature(kind, info.get("scales", "1")).scales) > 1)
@@ -705,26 +783,48 @@ class VegetationFeatures(nn.Module):
         s = r + g + b + eps
         rn, gn, bn = r / s, g / s, b / s
         exg = 2 * gn - rn - bn; exr = 1.4 * rn - gn
-        idx = [exg, exr, exg - exr, (2 * g - r - b) / (2 * g + r + b + eps),
-               ((g - r) / (g + r - b).abs().clamp(min=0.05) * torch.sign(g + r - b + eps)).clamp(-1, 1), (g - r) / (g + r + eps)]
+        idx = [
+            exg,
+            exr,
+            exg - exr,
+            (2 * g - r - b) / (2 * g + r + b + eps),
+            ((g - r) / (g + r - b).abs().clamp(min=0.05) * torch.sign(g + r - b + eps)).clamp(-1, 1),
+            (g - r) / (g + r + eps),
+        ]
         feats = []
         for t in idx: feats += [t.mean((1, 2)), t.std((1, 2))]
         mx, mn = x.max(1).values, x.min(1).values
         d = mx - mn
         sat = d / (mx + eps)
-        hue = torch.where(mx == r, ((g - b) / (d + eps)) % 6, torch.where(mx == g, (b - r) / (d + eps) + 2, (r - g) / (d + eps) + 4)) / 6
+        hue = (
+            torch.where(
+                mx == r,
+                ((g - b) / (d + eps)) % 6,
+                torch.where(mx == g, (b - r) / (d + eps) + 2, (r - g) / (d + eps) + 4),
+            )
+            / 6
+        )
         hb = (hue.clamp(0, 0.9999) * 12).long()
         w = (sat > 0.15).float()
-        hh = torch.zeros(len(x), 12, device=x.device).scatter_add_(1, hb.flatten(1), w.flatten(1)) / (w.flatten(1).sum(1, keepdim=True) + 1)
+        hh = torch.zeros(len(x), 12, device=x.device).scatter_add_(1, hb.flatten(1), w.flatten(1)) / (
+            w.flatten(1).sum(1, keepdim=True) + 1
+        )
         feats += list(hh.T)
         for v in (sat, mx):
             vb = (v.clamp(0, 0.9999) * 4).long().flatten(1)
             feats += list(F.one_hot(vb, 4).float().mean(1).T)
-        feats += [(exg > 0.15).float().mean((1, 2)),                                                  # green leaves
-                  ((hue > 0.10) & (hue < 0.18) & (sat > 0.2) & (mx > 0.45) & (exg < 0.15)).float().mean((1, 2)),  # straw: bright, yellow-brown
-                  (mx > 0.8).float().mean((1, 2)), (mx < 0.2).float().mean((1, 2))]
+        feats += [
+            (exg > 0.15).float().mean((1, 2)),  # green leaves
+            ((hue > 0.10) & (hue < 0.18) & (sat > 0.2) & (mx > 0.45) & (exg < 0.15))
+            .float()
+            .mean((1, 2)),  # straw: bright, yellow-brown
+            (mx > 0.8).float().mean((1, 2)),
+            (mx < 0.2).float().mean((1, 2)),
+        ]
         gray = x.mean(1)
         for t in (gray, exg):
-            feats.append((t[:, 1:, :] - t[:, :-1, :]).abs().mean((1, 2)) + (t[:, :, 1:] - t[:, :, :-1]).abs().mean((1, 2)))
+            feats.append(
+                (t[:, 1:, :] - t[:, :-1, :]).abs().mean((1, 2)) + (t[:, :, 1:] - t[:, :, :-1]).abs().mean((1, 2))
+            )
         feats += list(x.mean((2, 3)).T) + list(x.std((2, 3)).T)
         return torch.stack(feats, 1)

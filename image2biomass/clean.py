@@ -28,7 +28,9 @@ def stamp_mask(img, # (H, W, 3) uint8 RGB
     hsv = cv2.cvtColor(roi, cv2.COLOR_RGB2HSV)
     m = ((hsv[..., 0] >= 2) & (hsv[..., 0] <= 28) & (hsv[..., 1] >= 160) & (hsv[..., 2] >= 150) & (roi[..., 0] >= 190))
     n, lab, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
-    text = [i for i in range(1, n) if stats[i, cv2.CC_STAT_HEIGHT] <= max(8, 0.12 * h) and stats[i, cv2.CC_STAT_AREA] >= 3]
+    text = [
+        i for i in range(1, n) if stats[i, cv2.CC_STAT_HEIGHT] <= max(8, 0.12 * h) and stats[i, cv2.CC_STAT_AREA] >= 3
+    ]
     keep = np.isin(lab, text) if text else np.zeros_like(m)
     out = np.zeros((h, w), np.uint8)
     if keep.sum() < min_pixels: return out

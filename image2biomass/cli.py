@@ -14,20 +14,31 @@ from .config import field_choices
 # %% auto #0
 __all__ = ['add_args', 'validate', 'folds', 'merge_stores', 'ensemble', 'train_ensemble', 'make_parser', 'main']
 
-# %% ../nbs/08_cli.ipynb #2e105e6d
+# %% ../nbs/08_cli.ipynb #53f12cb3
 def _arg(parser, name, p, doc, choices):
     flag, d = "--" + name.replace("_", "-"), p.default
     help_ = (doc or "").strip().replace("%", "%%") or None
     kw = dict(choices=choices) if choices else {}
-    if d is inspect.Parameter.empty: return parser.add_argument(name, help=help_, nargs="+" if "list" in str(p.annotation) else None)
-    if isinstance(d, bool): return parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=d, help=help_)
+    if d is inspect.Parameter.empty:
+        return parser.add_argument(name, help=help_, nargs="+" if "list" in str(p.annotation) else None)
+    if isinstance(d, bool):
+        return parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=d, help=help_)
     if isinstance(d, tuple) and not d: return parser.add_argument(flag, dest=name, nargs="*", default=d, help=help_)
     if isinstance(d, (tuple, list)):
-        return parser.add_argument(flag, dest=name, nargs=len(d) if isinstance(d, tuple) else "+", type=type(d[0]) if d else str,
-                                   default=d, help=help_)
+        return parser.add_argument(
+            flag,
+            dest=name,
+            nargs=len(d) if isinstance(d, tuple) else "+",
+            type=type(d[0]) if d else str,
+            default=d,
+            help=help_,
+        )
     if d is None: return parser.add_argument(flag, dest=name, default=None, help=help_)
-    return parser.add_argument(flag, dest=name, type=type(d), default=d, help=f"{help_ or ''} (default: {d})".strip(), **kw)
+    return parser.add_argument(
+        flag, dest=name, type=type(d), default=d, help=f"{help_ or ''} (default: {d})".strip(), **kw
+    )
 
+# %% ../nbs/08_cli.ipynb #b4e7a0e5
 def add_args(parser, # an argparse parser (or subparser)
              fn, # function or dataclass whose parameters become arguments
              skip=(), # parameter names to leave out
@@ -39,9 +50,10 @@ def add_args(parser, # an argparse parser (or subparser)
         _arg(parser, name, p, docs.get(name), field_choices(fn, name) if dataclasses.is_dataclass(fn) else None)
     return parser
 
-# %% ../nbs/08_cli.ipynb #7a4d2944
+# %% ../nbs/08_cli.ipynb #c081a6ed
 def validate(data_dir, # folder holding train.csv (and optionally test.csv) with the train/ and test/ images
              check_images=True, # also decode every image (slower; catches corrupt files)
+             progress=True, # progress bar while decoding
             ):
     "Validate a dataset folder: CSV schema, targets, dates, mass balance, image files; print a summary."
     from tqdm.auto import tqdm
@@ -51,7 +63,7 @@ def validate(data_dir, # folder holding train.csv (and optionally test.csv) with
     if (d / "test.csv").exists(): paths += list(_data.read_test(d / "test.csv", data_dir=d).image_path)
     if check_images:
         bad = []
-        for p in tqdm(paths, desc="decoding images"):
+        for p in tqdm(paths, desc="decoding images", disable=not progress):
             try: _data.load_image(d / p)
             except _data.ImageError as e: bad.append(str(e))
         if bad: raise _data.ImageError(f"{len(bad)} of {len(paths)} image(s) cannot be decoded:\n- " + "\n- ".join(bad))
@@ -59,6 +71,7 @@ def validate(data_dir, # folder holding train.csv (and optionally test.csv) with
     print(f"OK: {d} is a valid dataset ({len(paths)} images checked)")
     return train
 
+# %% ../nbs/08_cli.ipynb #e2107291
 def folds(data_dir, # folder holding train.csv
           out="folds.csv", # CSV to write: image_id,date,State,fold
           n_splits=5, # number of folds
@@ -72,7 +85,9 @@ def folds(data_dir, # folder holding train.csv
     train = _data.read_train(Path(data_dir) / "train.csv")
     train["fold"] = _data.make_folds(train, n_splits, seed)
     write_csv(train[["image_id", "date", "State", "fold"]], out)
-    print(f"wrote {out}: " + ", ".join(f"fold {k}: {n} images" for k, n in train.fold.value_counts().sort_index().items()))
+    print(
+        f"wrote {out}: " + ", ".join(f"fold {k}: {n} images" for k, n in train.fold.value_counts().sort_index().items())
+    )
     return train
 
 # %% ../nbs/08_cli.ipynb #1e232b0f
@@ -92,7 +107,9 @@ def ensemble(runs: list, # run folders (train-heads or train) cross-validated on
     "Fit per-target blend weights on the runs' OOF predictions; prints the in-sample and nested (honest) scores."
     from image2biomass.ensemble import build_ensemble
     s = build_ensemble(runs, out, method, overwrite)
-    print(f"wrote {out}: nested weighted R2 {s['nested_weighted_r2']:.4f}, in-sample {s['in_sample_weighted_r2']:.4f}; runs {s['run_scores']}")
+    print(
+        f"wrote {out}: nested weighted R2 {s['nested_weighted_r2']:.4f}, in-sample {s['in_sample_weighted_r2']:.4f}; runs {s['run_scores']}"
+    )
 
 def train_ensemble(backbones: list, # backbone names, e.g. dinov2_base convnext_large
                    method="weights", # blend: weights | ridge
@@ -103,7 +120,7 @@ def train_ensemble(backbones: list, # backbone names, e.g. dinov2_base convnext_
     from image2biomass.finetune import FinetuneConfig
     return _te(backbones, FinetuneConfig(**{**kw, "backbone": backbones[0]}), method, weights_dir)
 
-# %% ../nbs/08_cli.ipynb #8cfcd640
+# %% ../nbs/08_cli.ipynb #282d88ec
 def _stage(module, fn, cfg):
     "A command that builds the stage's config from the options and runs the stage."
     def run(**kw):
@@ -113,6 +130,7 @@ def _stage(module, fn, cfg):
     run.__doc__ = None
     return run
 
+# %% ../nbs/08_cli.ipynb #82779113
 def _commands():
     "name -> (function, [argument sources], help)."
     from image2biomass.demo import run_demo
@@ -124,53 +142,115 @@ def _commands():
     from image2biomass.pseudo import PseudoConfig
     from image2biomass.inference import PredictConfig
     from image2biomass.kaggle import kaggle_bundle
-    return {"synth": (_data.make_synthetic_dataset, [_data.make_synthetic_dataset], "write a synthetic dataset in the competition's format"),
-            "validate": (validate, [validate], "validate a dataset folder and print its summary"),
-            "folds": (folds, [folds], "write grouped, stratified CV folds"),
-            "extract": (_stage("extract", "extract", "ExtractConfig"), [ExtractConfig], "extract tile features into an HDF5 feature store"),
-            "merge-stores": (merge_stores, [merge_stores], "merge shard stores into one"),
-            "train-heads": (_stage("train_heads", "train_heads", "TrainConfig"), [TrainConfig], "cross-validate a head on cached features"),
-            "sweep": (_stage("sweep", "sweep", "SweepConfig"), [SweepConfig], "hyper-parameter search over heads (Optuna)"),
-            "state": (_stage("state", "train_state", "StateConfig"), [StateConfig], "cross-validate a photo -> State classifier"),
-            "train": (_stage("finetune", "finetune", "FinetuneConfig"), [FinetuneConfig], "fine-tune a backbone end to end"),
-            "ensemble": (ensemble, [ensemble], "blend runs with per-target weights fitted on their OOF predictions"),
-            "train-ensemble": (train_ensemble, [train_ensemble, FinetuneConfig], "fine-tune several backbones on the same folds and blend them"),
-            "pseudo-label": (_stage("pseudo", "pseudo_label", "PseudoConfig"), [PseudoConfig], "retrain a run with pseudo-labelled test images, in rounds"),
-            "predict": (_stage("inference", "predict", "PredictConfig"), [PredictConfig], "predict the test split and write a validated submission.csv"),
-            "kaggle-bundle": (kaggle_bundle, [kaggle_bundle], "write an offline Kaggle kernel and the wheelhouse it installs from"),
-            "demo": (run_demo, [run_demo], "run the demo pipeline on synthetic data")}
+    return {
+        "synth": (
+            _data.make_synthetic_dataset,
+            [_data.make_synthetic_dataset],
+            "write a synthetic dataset in the competition's format",
+        ),
+        "validate": (validate, [validate], "validate a dataset folder and print its summary"),
+        "folds": (folds, [folds], "write grouped, stratified CV folds"),
+        "extract": (
+            _stage("extract", "extract", "ExtractConfig"),
+            [ExtractConfig],
+            "extract tile features into an HDF5 feature store",
+        ),
+        "merge-stores": (merge_stores, [merge_stores], "merge shard stores into one"),
+        "train-heads": (
+            _stage("train_heads", "train_heads", "TrainConfig"),
+            [TrainConfig],
+            "cross-validate a head on cached features",
+        ),
+        "sweep": (_stage("sweep", "sweep", "SweepConfig"), [SweepConfig], "hyper-parameter search over heads (Optuna)"),
+        "state": (
+            _stage("state", "train_state", "StateConfig"),
+            [StateConfig],
+            "cross-validate a photo -> State classifier",
+        ),
+        "train": (
+            _stage("finetune", "finetune", "FinetuneConfig"),
+            [FinetuneConfig],
+            "fine-tune a backbone end to end",
+        ),
+        "ensemble": (ensemble, [ensemble], "blend runs with per-target weights fitted on their OOF predictions"),
+        "train-ensemble": (
+            train_ensemble,
+            [train_ensemble, FinetuneConfig],
+            "fine-tune several backbones on the same folds and blend them",
+        ),
+        "pseudo-label": (
+            _stage("pseudo", "pseudo_label", "PseudoConfig"),
+            [PseudoConfig],
+            "retrain a run with pseudo-labelled test images, in rounds",
+        ),
+        "predict": (
+            _stage("inference", "predict", "PredictConfig"),
+            [PredictConfig],
+            "predict the test split and write a validated submission.csv",
+        ),
+        "kaggle-bundle": (
+            kaggle_bundle,
+            [kaggle_bundle],
+            "write an offline Kaggle kernel and the wheelhouse it installs from",
+        ),
+        "demo": (run_demo, [run_demo], "run the demo pipeline on synthetic data"),
+    }
 
 # %% ../nbs/08_cli.ipynb #a984f8bd
 def make_parser() -> argparse.ArgumentParser:
     "The `image2biomass` argument parser with one subparser per command."
     from image2biomass import __version__
-    p = argparse.ArgumentParser(prog="image2biomass", description="Pasture biomass from top-down photos (CSIRO Image2Biomass).")
+    p = argparse.ArgumentParser(
+        prog="image2biomass", description="Pasture biomass from top-down photos (CSIRO Image2Biomass)."
+    )
     p.add_argument("--version", action="version", version=f"image2biomass {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (fn, sources, help_) in _commands().items():
         sp = sub.add_parser(name, help=help_, description=(sources[-1].__doc__ or help_))
         seen = set()
         for src in sources:
-            add_args(sp, src, skip=seen | ({"backbone"} if name == "train-ensemble" and src is not sources[0] else set()))
+            add_args(
+                sp, src, skip=seen | ({"backbone"} if name == "train-ensemble" and src is not sources[0] else set())
+            )
             seen |= set(inspect.signature(src).parameters)
         sp.set_defaults(_fn=fn)
     return p
 
-# %% ../nbs/08_cli.ipynb #9d672c6a
+# %% ../nbs/08_cli.ipynb #a23478aa
 def _user_errors() -> tuple:
     from image2biomass.store import StoreError
     from image2biomass.backbones import WeightsNotFound, CheckpointError
     from image2biomass.files import OutputError, StateError
     from image2biomass.runs import RunError
     from image2biomass.config import ConfigError
-    return (_data.DataError, _data.ImageError, StoreError, WeightsNotFound, CheckpointError, OutputError, StateError, RunError,
-            ConfigError, FileExistsError, FileNotFoundError, ValueError)
+    return (
+        _data.DataError,
+        _data.ImageError,
+        StoreError,
+        WeightsNotFound,
+        CheckpointError,
+        OutputError,
+        StateError,
+        RunError,
+        ConfigError,
+        FileExistsError,
+        FileNotFoundError,
+        ValueError,
+    )
 
+# %% ../nbs/08_cli.ipynb #38cda752
 def _message(e) -> str|None:
     "One line for an expected error (None: not one we expect)."
     from image2biomass.files import os_error_message
     if isinstance(e, _user_errors()): return str(e)
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS):
+    if isinstance(e, OSError) and e.errno in (
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+    ):
         return os_error_message(e)
     if isinstance(e, MemoryError): return "out of memory: use a smaller --batch-size or fewer --workers"
     return None

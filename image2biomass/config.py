@@ -22,7 +22,7 @@ def field_choices(cls, name) -> tuple|None:
     t = get_type_hints(cls).get(name)
     return get_args(t) if get_origin(t) is Literal else None
 
-# %% ../nbs/00b_config.ipynb #aae75c26
+# %% ../nbs/00b_config.ipynb #a5d51d12
 def _check(name, v, t, bounds):
     "The value, checked (a path given for a text option becomes its string)."
     if get_origin(t) is Literal:
@@ -35,8 +35,10 @@ def _check(name, v, t, bounds):
         if not isinstance(v, (list, tuple)): raise ConfigError(f"{flag(name)} {v!r}: must be a list")
         return tuple(os.fspath(x) if isinstance(x, os.PathLike) else x for x in v)
     if t is bool and not isinstance(v, bool): raise ConfigError(f"{flag(name)} {v!r}: must be true or false")
-    if t is int and (isinstance(v, bool) or not isinstance(v, int)): raise ConfigError(f"{flag(name)} {v!r}: must be an integer")
-    if t is float and (isinstance(v, bool) or not isinstance(v, (int, float))): raise ConfigError(f"{flag(name)} {v!r}: must be a number")
+    if t is int and (isinstance(v, bool) or not isinstance(v, int)):
+        raise ConfigError(f"{flag(name)} {v!r}: must be an integer")
+    if t is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        raise ConfigError(f"{flag(name)} {v!r}: must be a number")
     if t is str and not isinstance(v, str): raise ConfigError(f"{flag(name)} {v!r}: must be a string")
     lo, hi = bounds.get(name, (None, None))
     if lo is not None and v < lo: raise ConfigError(f"{flag(name)} {v}: must be >= {lo}")
@@ -46,9 +48,11 @@ def _check(name, v, t, bounds):
 def validate(cfg):
     "Check every field of a config dataclass against its type, `Literal` choices and `bounds`; returns it."
     hints = get_type_hints(type(cfg))
-    for f in dataclasses.fields(cfg): setattr(cfg, f.name, _check(f.name, getattr(cfg, f.name), hints.get(f.name), type(cfg).bounds))
+    for f in dataclasses.fields(cfg):
+        setattr(cfg, f.name, _check(f.name, getattr(cfg, f.name), hints.get(f.name), type(cfg).bounds))
     return cfg
 
+# %% ../nbs/00b_config.ipynb #bf6fd205
 @dataclasses.dataclass
 class Config:
     "Base of the stage configs: validated when made (and when `dataclasses.replace`d)."

@@ -33,7 +33,7 @@ class DataError(ValueError):
 class ImageError(ValueError):
     "An image file cannot be decoded; the message names the file."
 
-# %% ../nbs/00_data.ipynb #7d5cd782
+# %% ../nbs/00_data.ipynb #439375b1
 def _lines(df, idx, limit=10) -> str:
     "Describe rows `idx` of `df` as 'N rows (line L: sample_id, ...)' using CSV line numbers."
     idx = list(idx)
@@ -44,15 +44,19 @@ def _lines(df, idx, limit=10) -> str:
 def _read_csv(csv, columns, what) -> pd.DataFrame:
     "Read `csv` as strings, checking that `columns` are present."
     csv = Path(csv)
-    if not csv.is_file(): raise DataError(f"{what} CSV not found: {csv}. Pass the path of the competition's {csv.name or what + '.csv'}.")
-    try: df = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except Exception as e: raise DataError(f"{csv}: cannot be parsed as CSV ({e}).") from e
+    if not csv.is_file():
+        raise DataError(f"{what} CSV not found: {csv}. Pass the path of the competition's {csv.name or what + '.csv'}.")
+    try:
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except Exception as e:
+        raise DataError(f"{csv}: cannot be parsed as CSV ({e}).") from e
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in columns if c not in df.columns]
     if missing: raise DataError(f"{csv}: missing column(s) {missing}; expected {columns}, found {list(df.columns)}.")
     if len(df) == 0: raise DataError(f"{csv}: has a header but no rows.")
     return df
 
+# %% ../nbs/00_data.ipynb #098374d0
 def _check_ids(df, problems):
     "Shared checks of the long format: known target names, unique and consistent sample_ids."
     bad = ~df.target_name.isin(TARGETS)
@@ -64,9 +68,12 @@ def _check_ids(df, problems):
     image_id = df.image_path.map(lambda p: Path(p).stem)
     mismatch = df.sample_id != image_id + "__" + df.target_name
     if mismatch.any():
-        problems.append(f"sample_id is not <image_id>__<target_name> (image_id = image_path's file stem) in {_lines(df, df.index[mismatch])}")
+        problems.append(
+            f"sample_id is not <image_id>__<target_name> (image_id = image_path's file stem) in {_lines(df, df.index[mismatch])}"
+        )
     return image_id
 
+# %% ../nbs/00_data.ipynb #ddc14712
 def _check_files(df, data_dir, problems, allow_outside=False):
     "Every image_path must exist under data_dir (symlinks resolved: inside it too, unless allowed); all are listed."
     data_dir = Path(data_dir)
@@ -74,8 +81,11 @@ def _check_files(df, data_dir, problems, allow_outside=False):
     if not allow_outside:
         root = data_dir.resolve()
         out = [p for p in paths if not (data_dir / p).resolve().is_relative_to(root)]
-        if out: problems.append(f"{len(out)} image_path(s) lead outside {data_dir} ({', '.join(map(str, out[:5]))}); "
-                                "move the images into the data folder, or pass --allow-outside-paths if that is intended")
+        if out:
+            problems.append(
+                f"{len(out)} image_path(s) lead outside {data_dir} ({', '.join(map(str, out[:5]))}); "
+                "move the images into the data folder, or pass --allow-outside-paths if that is intended"
+            )
     missing = [p for p in paths if not (data_dir / p).is_file()]
     if missing:
         shown = ", ".join(str(data_dir / p) for p in missing[:20])
@@ -83,6 +93,7 @@ def _check_files(df, data_dir, problems, allow_outside=False):
         problems.append(f"{len(missing)} of {len(paths)} image file(s) not found under {data_dir}: {shown}{more}. "
                         f"Pass the folder that holds the train/ and test/ folders as data_dir")
 
+# %% ../nbs/00_data.ipynb #433a5aa7
 def _raise(csv, problems):
     if problems: raise DataError(f"{csv}: {len(problems)} problem(s):\n- " + "\n- ".join(problems))
 
@@ -134,7 +145,8 @@ def read_pseudo_labels(csv, # image_id, image_path (relative to data_dir) and th
     y = df[TARGETS].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     bad = ~np.isfinite(y).all(1) | (y < 0).any(1)
     problems = [f"non-finite or negative grams in {_lines(df, df.index[bad])}"] if bad.any() else []
-    if dup := sorted(set(df.image_id) & set(train_ids)): problems.append(f"{len(dup)} training image(s), not test images: {dup[:5]}")
+    if dup := sorted(set(df.image_id) & set(train_ids)):
+        problems.append(f"{len(dup)} training image(s), not test images: {dup[:5]}")
     if absent := [p for p in df.image_path if not (Path(data_dir) / p).is_file()]:
         problems.append(f"{len(absent)} image(s) not found under {data_dir}: {absent[:5]}")
     _raise(csv, problems)
@@ -159,7 +171,11 @@ def read_test(csv, # path of the competition's test.csv: sample_id,image_path,ta
     image_id = _check_ids(df, problems)
     if data_dir is not None: _check_files(df, data_dir, problems, allow_outside)
     _raise(csv, problems)
-    return pd.DataFrame({"image_id": image_id, "image_path": df.image_path}).drop_duplicates("image_id").reset_index(drop=True)
+    return (
+        pd.DataFrame({"image_id": image_id, "image_path": df.image_path})
+        .drop_duplicates("image_id")
+        .reset_index(drop=True)
+    )
 
 # %% ../nbs/00_data.ipynb #a1517989
 def to_submission(image_ids, # one id per row of `preds`
@@ -169,8 +185,11 @@ def to_submission(image_ids, # one id per row of `preds`
     preds = np.asarray(preds, dtype=float)
     image_ids = list(image_ids)
     if preds.shape != (len(image_ids), len(TARGETS)):
-        raise ValueError(f"preds must have shape (n_images={len(image_ids)}, {len(TARGETS)}) in order {TARGETS}; got {preds.shape}")
-    if not np.isfinite(preds).all(): raise ValueError(f"preds contain {(~np.isfinite(preds)).sum()} non-finite value(s)")
+        raise ValueError(
+            f"preds must have shape (n_images={len(image_ids)}, {len(TARGETS)}) in order {TARGETS}; got {preds.shape}"
+        )
+    if not np.isfinite(preds).all():
+        raise ValueError(f"preds contain {(~np.isfinite(preds)).sum()} non-finite value(s)")
     return pd.DataFrame({"sample_id": [f"{i}__{t}" for i in image_ids for t in TARGETS], "target": preds.reshape(-1)})
 
 # %% ../nbs/00_data.ipynb #4036ce08
@@ -178,7 +197,8 @@ def _as_targets(y) -> np.ndarray:
     "(n, 5) float array in `TARGETS` order from an array or a DataFrame holding the target columns."
     if isinstance(y, pd.DataFrame): y = y[TARGETS].to_numpy()
     y = np.asarray(y, dtype=float)
-    if y.ndim != 2 or y.shape[1] != len(TARGETS): raise ValueError(f"expected shape (n, {len(TARGETS)}) in order {TARGETS}, got {y.shape}")
+    if y.ndim != 2 or y.shape[1] != len(TARGETS):
+        raise ValueError(f"expected shape (n, {len(TARGETS)}) in order {TARGETS}, got {y.shape}")
     return y
 
 def weighted_r2(y_true, # (n, 5) or DataFrame with the `TARGETS` columns
@@ -198,9 +218,15 @@ def r2_breakdown(y_true, y_pred) -> pd.DataFrame:
     "Per-target R², weight and share of the weighted squared error, plus the pooled score in the last row."
     yt, yp = _as_targets(y_true), _as_targets(y_pred)
     sse = TARGET_WEIGHTS * ((yt - yp) ** 2).sum(0)
-    rows = {t: dict(weight=TARGET_WEIGHTS[j], r2=r2_score(yt[:, j], yp[:, j]) if yt[:, j].std() > 0 else float("nan"),
-                    rmse=float(np.sqrt(((yt[:, j] - yp[:, j]) ** 2).mean())), error_share=sse[j] / sse.sum() if sse.sum() else 0.0)
-            for j, t in enumerate(TARGETS)}
+    rows = {
+        t: dict(
+            weight=TARGET_WEIGHTS[j],
+            r2=r2_score(yt[:, j], yp[:, j]) if yt[:, j].std() > 0 else float("nan"),
+            rmse=float(np.sqrt(((yt[:, j] - yp[:, j]) ** 2).mean())),
+            error_share=sse[j] / sse.sum() if sse.sum() else 0.0,
+        )
+        for j, t in enumerate(TARGETS)
+    }
     rows["weighted"] = dict(weight=1.0, r2=weighted_r2(yt, yp), rmse=float("nan"), error_share=1.0)
     return pd.DataFrame(rows).T
 
@@ -224,18 +250,21 @@ def make_folds(df, # per-image frame with `date` and `State` (from `read_train`)
     n_groups = len(np.unique(groups))
     if n_splits < 2: raise ValueError(f"n_splits must be >= 2, got {n_splits}")
     if n_groups < n_splits:
-        raise ValueError(f"only {n_groups} distinct sampling dates for {n_splits} folds: folds are grouped by date, so use "
-                         f"n_splits <= {n_groups} (or add images from more dates)")
+        raise ValueError(
+            f"only {n_groups} distinct sampling dates for {n_splits} folds: folds are grouped by date, so use "
+            f"n_splits <= {n_groups} (or add images from more dates)"
+        )
     folds = np.full(len(df), -1)
     with warnings.catch_warnings():  # sklearn warns when a state has fewer members than folds; grouping still holds
         warnings.simplefilter("ignore", UserWarning)
         cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        for k, (_, va) in enumerate(cv.split(np.zeros(len(df)), pd.Series(df["State"]).to_numpy(), groups)): folds[va] = k
+        for k, (_, va) in enumerate(cv.split(np.zeros(len(df)), pd.Series(df["State"]).to_numpy(), groups)):
+            folds[va] = k
     per_date = pd.Series(folds).groupby(groups).nunique()
     assert (per_date == 1).all() and (folds >= 0).all(), "a sampling date landed in two folds"
     return folds
 
-# %% ../nbs/00_data.ipynb #df544fdb
+# %% ../nbs/00_data.ipynb #f1ded37d
 def _to_uint8_rgb(im: Image.Image) -> np.ndarray:
     "Any PIL mode -> (H, W, 3) uint8. 16/32-bit integer images are scaled from their bit depth, float from [0, 1]."
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -252,6 +281,7 @@ def _to_uint8_rgb(im: Image.Image) -> np.ndarray:
 
 MAX_PIXELS = 100_000_000  # default size cap: 50x a 1000x2000 photo; bigger headers are refused before decoding
 
+# %% ../nbs/00_data.ipynb #587e406c
 def open_image(path, # image file
                max_pixels=MAX_PIXELS, # refuse images with more pixels than this (checked from the header)
               ) -> Image.Image:
@@ -304,7 +334,13 @@ def _sample_targets(rng, state) -> dict:
     clover = 0.0 if rng.random() < 0.38 else rng.gamma(0.55, 10.8 / 0.55)
     green, dead, clover = (round(float(v), 4) for v in (green, dead, clover))
     gdm = round(green + clover, 4)
-    return {"Dry_Clover_g": clover, "Dry_Dead_g": dead, "Dry_Green_g": green, "Dry_Total_g": round(gdm + dead, 4), "GDM_g": gdm}
+    return {
+        "Dry_Clover_g": clover,
+        "Dry_Dead_g": dead,
+        "Dry_Green_g": green,
+        "Dry_Total_g": round(gdm + dead, 4),
+        "GDM_g": gdm,
+    }
 
 # %% ../nbs/00_data.ipynb #e727682e
 def render_pasture(t, # targets dict (grams) as from `_sample_targets`
@@ -317,7 +353,12 @@ def render_pasture(t, # targets dict (grams) as from `_sample_targets`
     s = math.sqrt(h * w / 2e6)  # length scale relative to the real 1000x2000 photos
     soil = np.array([112, 84, 58]) * rng.uniform(0.8, 1.15)
     low = rng.normal(0, 16, (max(2, h // 64), max(2, w // 64)))  # soil brightness patches (luminance only)
-    low = np.asarray(Image.fromarray(np.clip(low + 128, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR), float)[..., None] - 128
+    low = (
+        np.asarray(Image.fromarray(np.clip(low + 128, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR), float)[
+            ..., None
+        ]
+        - 128
+    )
     base = soil + low + rng.integers(-10, 11, (h, w, 1))
     im = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
     dr = ImageDraw.Draw(im)
@@ -347,7 +388,7 @@ def render_pasture(t, # targets dict (grams) as from `_sample_targets`
     if rng.random() < 0.5: im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 2.0) * s))
     return im
 
-# %% ../nbs/00_data.ipynb #5a67025b
+# %% ../nbs/00_data.ipynb #08a40540
 def _ids(rng, n, taken) -> list:
     out = []
     while len(out) < n:
@@ -357,22 +398,26 @@ def _ids(rng, n, taken) -> list:
 
 def _fmt(v) -> str: return repr(float(v))
 
-def make_synthetic_dataset(out_dir, # folder to create: train.csv, test.csv, sample_submission.csv, test_labels.csv, train/, test/
-                           n_train=60, # training images
-                           n_test=10, # test images (labels go to test_labels.csv)
-                           size=(1000, 2000), # (height, width) of each JPEG
-                           seed=0, # same seed -> same files
-                           overwrite=False, # replace an existing dataset in out_dir
-                           quality=90, # JPEG quality
-                           progress=True, # show a tqdm bar
-                           stamps=0.0, # share of photos with an orange date stamp drawn bottom right (real data: ~27 %)
-                          ) -> Path:
+# %% ../nbs/00_data.ipynb #2b194036
+def make_synthetic_dataset(
+    out_dir,  # folder to create: train.csv, test.csv, sample_submission.csv, test_labels.csv, train/, test/
+    n_train=60,  # training images
+    n_test=10,  # test images (labels go to test_labels.csv)
+    size=(1000, 2000),  # (height, width) of each JPEG
+    seed=0,  # same seed -> same files
+    overwrite=False,  # replace an existing dataset in out_dir
+    quality=90,  # JPEG quality
+    progress=True,  # show a tqdm bar
+    stamps=0.0,  # share of photos with an orange date stamp drawn bottom right (real data: ~27 %)
+) -> Path:
     "Write a synthetic dataset in the competition's exact format; returns `out_dir`."
     from tqdm.auto import tqdm
     out = Path(out_dir)
     if n_train < 1 or n_test < 1: raise ValueError(f"n_train and n_test must be >= 1, got {n_train}, {n_test}")
     if (out / "train.csv").exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a dataset (train.csv); pass overwrite=True (CLI: --overwrite) to replace it")
+        raise FileExistsError(
+            f"{out} already holds a dataset (train.csv); pass overwrite=True (CLI: --overwrite) to replace it"
+        )
     rng = np.random.default_rng(seed)
     (out / "train").mkdir(parents=True, exist_ok=True); (out / "test").mkdir(exist_ok=True)
     states = list(STATE_SHARE); p = np.array(list(STATE_SHARE.values()), float); p /= p.sum()
@@ -391,7 +436,9 @@ def make_synthetic_dataset(out_dir, # folder to create: train.csv, test.csv, sam
         st = str(r.choice(states, p=p))
         t = _sample_targets(r, st)
         img = render_pasture(t, size, r)
-        if stamps and (sr := np.random.default_rng([seed, k, 7])).random() < stamps:   # own stream: stamps=0 changes nothing
+        if (
+            stamps and (sr := np.random.default_rng([seed, k, 7])).random() < stamps
+        ):  # own stream: stamps=0 changes nothing
             from image2biomass.clean import draw_stamp
             img = Image.fromarray(draw_stamp(np.asarray(img), sr))
         img.save(out / part / f"{iid}.jpg", quality=quality)
@@ -407,10 +454,14 @@ def make_synthetic_dataset(out_dir, # folder to create: train.csv, test.csv, sam
             label_rows += [[f"{iid}__{n}", _fmt(t[n])] for n in TARGETS]
     pd.DataFrame(train_rows, columns=TRAIN_COLUMNS).to_csv(out / "train.csv", index=False)
     pd.DataFrame(test_rows, columns=TEST_COLUMNS).to_csv(out / "test.csv", index=False)
-    pd.DataFrame({"sample_id": [r[0] for r in test_rows], "target": 0.0}).to_csv(out / "sample_submission.csv", index=False)
+    pd.DataFrame({"sample_id": [r[0] for r in test_rows], "target": 0.0}).to_csv(
+        out / "sample_submission.csv", index=False
+    )
     pd.DataFrame(label_rows, columns=["sample_id", "target"]).to_csv(out / "test_labels.csv", index=False)
-    (out / "README.md").write_text(f"Synthetic image2biomass dataset: {n_train} train / {n_test} test images of {size[0]}x{size[1]} px, seed {seed}.\n"
-                                   "Made by image2biomass.data.make_synthetic_dataset; not real pasture data.\n")
+    (out / "README.md").write_text(
+        f"Synthetic image2biomass dataset: {n_train} train / {n_test} test images of {size[0]}x{size[1]} px, seed {seed}.\n"
+        "Made by image2biomass.data.make_synthetic_dataset; not real pasture data.\n"
+    )
     return out
 
 # %% ../nbs/00_data.ipynb #aba71d21
@@ -424,7 +475,10 @@ def read_labels(csv, # long `sample_id,target` file (test_labels.csv, or a submi
         raise DataError(f"{csv}: sample_id must be <image_id>__<target_name> with a name from {TARGETS}")
     wide = df.assign(image_id=parts[0], name=parts[1], target=pd.to_numeric(df.target, errors="coerce")) \
              .pivot(index="image_id", columns="name", values="target")
-    if wide.isna().any().any(): raise DataError(f"{csv}: missing or non-numeric targets for image(s) {list(wide.index[wide.isna().any(axis=1)][:10])}")
+    if wide.isna().any().any():
+        raise DataError(
+            f"{csv}: missing or non-numeric targets for image(s) {list(wide.index[wide.isna().any(axis=1)][:10])}"
+        )
     order = image_ids if image_ids is not None else parts[0].drop_duplicates()
     return wide.loc[list(order), TARGETS].reset_index().rename(columns={"index": "image_id"})
 
@@ -438,21 +492,25 @@ def summarize(df) -> pd.DataFrame:
 def describe_dataset(df) -> str:
     "A short printable description: images, states, dates, species, target statistics, mass-balance breaks."
     mb = mass_balance(df)
-    lines = [f"{len(df)} images, {df.date.nunique()} sampling dates ({df.date.min():%Y-%m-%d} .. {df.date.max():%Y-%m-%d}), {df.Species.nunique()} species",
-             "images per state: " + ", ".join(f"{k} {v}" for k, v in df.State.value_counts().items()),
-             summarize(df).to_string(),
-             f"mass balance: {len(mb)} image(s) off by more than 0.05 g" + ("" if mb.empty else ":\n" + mb.round(4).to_string(index=False))]
+    lines = [
+        f"{len(df)} images, {df.date.nunique()} sampling dates ({df.date.min():%Y-%m-%d} .. {df.date.max():%Y-%m-%d}), {df.Species.nunique()} species",
+        "images per state: " + ", ".join(f"{k} {v}" for k, v in df.State.value_counts().items()),
+        summarize(df).to_string(),
+        f"mass balance: {len(mb)} image(s) off by more than 0.05 g"
+        + ("" if mb.empty else ":\n" + mb.round(4).to_string(index=False)),
+    ]
     return "\n".join(lines)
 
-# %% ../nbs/00_data.ipynb #5553aaf0
+# %% ../nbs/00_data.ipynb #ec489065
 def plot_overview(df, # per-image frame from `read_train`
                   data_dir=None, # if given, show `n_images` sample photos too
                   n_images=4, # sample photos to show
-                  seed=0):
+                  seed=0, # seed of the photo sample
+                 ):
     "Target distributions, images per state and (optionally) sample photos with their targets; returns the figure."
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     rows = 2 if data_dir is not None else 1
-    fig = plt.figure(figsize=(16, 4 * rows), constrained_layout=True)
+    fig = Figure(figsize=(16, 4 * rows), layout="constrained")
     top_bottom = fig.subfigures(2, 1) if rows == 2 else [fig]
     axs = top_bottom[0].subplots(1, 6)
     for ax, t in zip(axs, TARGETS):
@@ -463,5 +521,8 @@ def plot_overview(df, # per-image frame from `read_train`
         iaxs = top_bottom[1].subplots(1, len(sample))
         for ax, (_, r) in zip(np.atleast_1d(iaxs), sample.iterrows()):
             ax.imshow(load_image(Path(data_dir) / r.image_path, draft=(500, 250))); ax.axis("off")
-            ax.set_title(f"{r.image_id} {r.State}\nGreen {r.Dry_Green_g:.1f} Dead {r.Dry_Dead_g:.1f} Clover {r.Dry_Clover_g:.1f} g", fontsize=8)
+            ax.set_title(
+                f"{r.image_id} {r.State}\nGreen {r.Dry_Green_g:.1f} Dead {r.Dry_Dead_g:.1f} Clover {r.Dry_Clover_g:.1f} g",
+                fontsize=8,
+            )
     return fig

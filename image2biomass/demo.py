@@ -25,8 +25,14 @@ def mean_baseline(train, # per-image frame from `read_train`
     for k in np.unique(folds): oof[folds == k] = y[folds != k].mean(0)
     return oof, [weighted_r2(y[folds == k], oof[folds == k]) for k in np.unique(folds)]
 
-# %% ../nbs/09_demo.ipynb #747a0d3e
-def demo_features(out, data, size, vit, vit_size, progress=True) -> tuple: # (vegetation store, ViT store)
+# %% ../nbs/09_demo.ipynb #56b9288e
+def demo_features(out, # the demo's folder
+                  data, # its synthetic dataset folder
+                  size, # image (height, width)
+                  vit, # the random-init timm ViT
+                  vit_size, # its input size
+                  progress=True, # progress bars
+                 ) -> tuple: # (vegetation store, ViT store)
     "The demo's two stores: vegetation statistics (flip views) and a random-init ViT's CLS + mean."
     import warnings
     from image2biomass.extract import extract
@@ -35,43 +41,77 @@ def demo_features(out, data, size, vit, vit_size, progress=True) -> tuple: # (ve
     veg = extract(out=out / "features" / "train_vegetation.h5", backbone="vegetation", views="flips", **common)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        vst = extract(out=out / "features" / f"train_{vit}_random-init.h5", backbone=vit, random_init=True, feature="cls+mean",
-                      input_size=vit_size, batch_size=64, **common)
+        vst = extract(
+            out=out / "features" / f"train_{vit}_random-init.h5",
+            backbone=vit,
+            random_init=True,
+            feature="cls+mean",
+            input_size=vit_size,
+            batch_size=64,
+            **common,
+        )
     return veg, vst
 
-def demo_runs(out, data, veg, vst, vit, folds, seed, progress=True) -> dict: # run name -> OOF weighted R2
+# %% ../nbs/09_demo.ipynb #40fb9f6a
+def demo_runs(out, # the demo's folder
+              data, # its synthetic dataset folder
+              veg, # the vegetation store
+              vst, # the ViT store
+              vit, # the ViT's name (run names)
+              folds, # CV folds
+              seed, # seed of folds and training
+              progress=True, # progress bars
+             ) -> dict: # run name -> OOF weighted R2
     "Cross-validate the demo's heads (reusing finished runs)."
     from image2biomass.train_heads import train_heads
-    runs = {"vegetation_mil": (veg, "mil"), "vegetation_composition": (veg, "composition"), "vegetation_density": (veg, "density"),
-            f"{vit}_random-init_mil": (vst, "mil")}
+    runs = {
+        "vegetation_mil": (veg, "mil"),
+        "vegetation_composition": (veg, "composition"),
+        "vegetation_density": (veg, "density"),
+        f"{vit}_random-init_mil": (vst, "mil"),
+    }
     scores = {}
     for name, (st, head) in runs.items():
         r = out / "runs" / name
-        scores[name] = (json.loads((r / "metrics.json").read_text()) if (r / "metrics.json").exists() else
-                        train_heads(store=st, data_dir=data, out=r, head=head, folds=folds, seed=seed, progress=progress))["oof_weighted_r2"]
+        scores[name] = (
+            json.loads((r / "metrics.json").read_text())
+            if (r / "metrics.json").exists()
+            else train_heads(store=st, data_dir=data, out=r, head=head, folds=folds, seed=seed, progress=progress)
+        )["oof_weighted_r2"]
     return scores
 
-# %% ../nbs/09_demo.ipynb #8169a0a2
-def make_report(out_png, oof_y, oof_pred, heldout_y, heldout_pred, image, boxes, attention, density=None, title=""):
+# %% ../nbs/09_demo.ipynb #3489e0ea
+def make_report(out_png, # report file to write
+                oof_y, # (n, 5) true grams of the training images
+                oof_pred, # (n, 5) their out-of-fold predictions
+                heldout_y, # (m, 5) true grams of the test images
+                heldout_pred, # (m, 5) their predictions
+                image, # (H, W, 3) a test photo
+                boxes, # (k, 4) its tile boxes
+                attention, # (k,) the MIL head's attention over them
+                density=None, # the density head's map of the photo (None: no panel)
+                title="", # figure title
+               ):
     "report.png: OOF scatter per target; held-out R2 bars and MIL attention; the density map of a test photo."
-    import matplotlib; matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from image2biomass.inference import draw_density
-    fig = plt.figure(figsize=(18, 12.5 if density else 8.5), constrained_layout=True)
+    fig = Figure(figsize=(18, 12.5 if density else 8.5), layout="constrained")
     rows = fig.subfigures(3 if density else 2, 1, height_ratios=[1, 1.15, 1.0][:3 if density else 2])
     _oof_panels(rows[0].subplots(1, 5), oof_y, oof_pred)
     a1, a2 = rows[1].subplots(1, 2, width_ratios=[1, 2.2])
     _heldout_bars(a1, heldout_y, heldout_pred); _attention(a2, image, boxes, attention)
     if density: draw_density(rows[2].subplots(1, 4), image, density, "density head: the same test photo")
     fig.suptitle(title)
-    save_figure(fig, out_png, dpi=80); plt.close(fig)
+    save_figure(fig, out_png, dpi=80)
+    return fig
 
-# %% ../nbs/09_demo.ipynb #9d6db4db
+# %% ../nbs/09_demo.ipynb #430ae34b
 def _oof_panels(axs, y, p):
     for ax, j in zip(axs, range(5)):
         ax.scatter(y[:, j], p[:, j], s=10, alpha=0.6, color="tab:green")
         hi = max(y[:, j].max(), p[:, j].max()) * 1.05
-        ax.plot([0, hi], [0, hi], "k--", lw=0.8); ax.set(title=f"{TARGETS[j]} (OOF)", xlabel="true g", ylabel="predicted g")
+        ax.plot([0, hi], [0, hi], "k--", lw=0.8)
+        ax.set(title=f"{TARGETS[j]} (OOF)", xlabel="true g", ylabel="predicted g")
 
 def _heldout_bars(ax, y, p):
     bd = r2_breakdown(y, p)
@@ -80,17 +120,15 @@ def _heldout_bars(ax, y, p):
     ax.set(title="held-out R² per target", ylim=(min(0, bd.r2.min()) - 0.05, 1)); ax.axhline(0, color="k", lw=0.6)
 
 def _attention(ax, image, boxes, attention):
-    from matplotlib.patches import Rectangle
-    ax.imshow(image); ax.axis("off")
-    if attention is not None:
-        a = np.asarray(attention, float)
-        for (x0, y0, x1, y1), w in zip(boxes, a / a.max()):
-            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=True, alpha=0.45 * w, color="yellow", lw=0))
-            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=0.5))
-    ax.set_title("MIL attention over the tiles of a test image (brighter = more weight)")
+    from image2biomass.inference import draw_attention
+    draw_attention(ax, image, boxes, attention, "MIL attention per tile of a test image (disc area: weight)")
 
-# %% ../nbs/09_demo.ipynb #bd37e63d
-def demo_predict(out, data, test, progress=True) -> tuple: # (held-out predictions, attention, map of the first test photo)
+# %% ../nbs/09_demo.ipynb #7820755b
+def demo_predict(out, # the demo's folder
+                 data, # its synthetic dataset folder
+                 test, # the test split (from read_test)
+                 progress=True, # progress bars
+                ) -> tuple: # (held-out predictions, attention, map of the first test photo)
     "Predict the test split with the ensemble (density maps included), and the MIL attention of the first photo."
     from image2biomass.inference import predict, predict_heads_run
     sub = predict(ensemble=out / "ensemble.json", data_dir=data, out=out / "submission.csv", overwrite=True, workers=1,
@@ -98,12 +136,14 @@ def demo_predict(out, data, test, progress=True) -> tuple: # (held-out predictio
     wide = sub.assign(i=sub.sample_id.str.rsplit("__", n=1).str[0], t=sub.sample_id.str.rsplit("__", n=1).str[1])
     pred = wide.pivot(index="i", columns="t", values="target").loc[list(test.image_id), TARGETS].to_numpy()
     ids = list(test.image_id)
-    mil = predict_heads_run(out / "runs" / "vegetation_mil", data, ids, features_dir=out / "features", workers=1, progress=False)
+    mil = predict_heads_run(
+        out / "runs" / "vegetation_mil", data, ids, features_dir=out / "features", workers=1, progress=False
+    )
     dens = predict_heads_run(out / "runs" / "vegetation_density", data, ids, features_dir=out / "features", workers=1,
                              progress=False, maps=True)
     return pred, mil, dens["maps"][0]
 
-# %% ../nbs/09_demo.ipynb #a8898edc
+# %% ../nbs/09_demo.ipynb #c23e3a2a
 def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dataset in out_dir/data)
              n_train=120, # synthetic training images
              n_test=30, # synthetic test images (labels held out for scoring)
@@ -120,38 +160,62 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
     from image2biomass.store import FeatureStore
     t0, out = time.time(), Path(out_dir)
     data = out / "data"
+    say = print if progress else (lambda *a: None)
     if (data / "train.csv").exists(): print(f"reusing the synthetic dataset in {data} (delete it to make a new one)")
     else: make_synthetic_dataset(data, n_train=n_train, n_test=n_test, size=tuple(size), seed=seed, progress=progress)
     train, test = read_train(data / "train.csv", data_dir=data), read_test(data / "test.csv", data_dir=data)
-    print(describe_dataset(train))
-    print(f"\n== features: vegetation statistics, and {vit} with RANDOM-INIT weights (no meaning; exercises the timm path) ==")
+    say(describe_dataset(train))
+    say(
+        f"\n== features: vegetation statistics, and {vit} with RANDOM-INIT weights (no meaning; exercises the timm path) =="
+    )
     veg, vst = demo_features(out, data, size, vit, vit_size, progress)
-    print("\n== heads: cross-validation ==")
+    say("\n== heads: cross-validation ==")
     scores = demo_runs(out, data, veg, vst, vit, folds, seed, progress)
     runs = [out / "runs" / n for n in scores]
     spec = build_ensemble(runs, out / "ensemble.json", overwrite=True)
-    print(f"ensemble: nested OOF weighted R2 {spec['nested_weighted_r2']:.4f} (in-sample {spec['in_sample_weighted_r2']:.4f})")
-    print("\n== predict the test split ==")
+    say(
+        f"ensemble: nested OOF weighted R2 {spec['nested_weighted_r2']:.4f} (in-sample {spec['in_sample_weighted_r2']:.4f})"
+    )
+    say("\n== predict the test split ==")
     pred, mil, dmap = demo_predict(out, data, test, progress)
     labels = read_labels(data / "test_labels.csv", test.image_id)
     _, _, y, P = load_oofs(runs)
     boxes = FeatureStore(mil["store"]).boxes(test.image_id[0])
-    make_report(out / "report.png", y, blend(P, spec_blend(spec)), labels[TARGETS].to_numpy(), pred, load_image(data / test.image_path[0]),
-                boxes, mil["attn"][0][:len(boxes)], dmap,
-                title=f"image2biomass demo: {len(train)} synthetic training images, held-out weighted R² {weighted_r2(labels, pred):.3f}")
-    return _demo_metrics(out, train, test, size, seed, scores, vit, spec, labels, pred, time.time() - t0)
+    make_report(
+        out / "report.png",
+        y,
+        blend(P, spec_blend(spec)),
+        labels[TARGETS].to_numpy(),
+        pred,
+        load_image(data / test.image_path[0]),
+        boxes,
+        mil["attn"][0][: len(boxes)],
+        dmap,
+        title=f"image2biomass demo: {len(train)} synthetic training images, held-out weighted R² {weighted_r2(labels, pred):.3f}",
+    )
+    m = _demo_metrics(out, train, test, size, seed, scores, vit, spec, labels, pred, time.time() - t0)
+    print(                                       # the result: printed with or without progress
+        f"\nheld-out weighted R2 on {len(test)} synthetic test images: {m['heldout_weighted_r2']:.4f} (mean-prediction "
+        f"baseline {m['mean_baseline_heldout_weighted_r2']:.4f}); wrote {out}/submission.csv, metrics.json, report.png, maps/"
+        + (f" in {m['seconds']:.0f} s" if progress else "")
+    )
+    return m
 
-# %% ../nbs/09_demo.ipynb #7e45807e
+# %% ../nbs/09_demo.ipynb #5eee6855
 def _demo_metrics(out, train, test, size, seed, scores, vit, spec, labels, pred, seconds) -> dict:
     base = np.tile(train[TARGETS].mean().to_numpy(), (len(test), 1))
-    m = {"dataset": f"synthetic, {len(train)} train / {len(test)} test images of {size[0]}x{size[1]} px, seed {seed}",
-         "runs_oof_weighted_r2": scores, "note": f"{vit} uses random-init weights: its features carry no learned meaning",
-         "ensemble_nested_oof_weighted_r2": spec["nested_weighted_r2"], "ensemble_weights": spec["weights"],
-         "heldout_weighted_r2": round(weighted_r2(labels, pred), 4),
-         "heldout_per_target_r2": {t: round(float(v), 4) for t, v in r2_breakdown(labels[TARGETS].to_numpy(), pred).r2[:5].items()},
-         "mean_baseline_heldout_weighted_r2": round(weighted_r2(labels, base), 4), "seconds": round(seconds, 1)}
+    m = {
+        "dataset": f"synthetic, {len(train)} train / {len(test)} test images of {size[0]}x{size[1]} px, seed {seed}",
+        "runs_oof_weighted_r2": scores,
+        "note": f"{vit} uses random-init weights: its features carry no learned meaning",
+        "ensemble_nested_oof_weighted_r2": spec["nested_weighted_r2"],
+        "ensemble_weights": spec["weights"],
+        "heldout_weighted_r2": round(weighted_r2(labels, pred), 4),
+        "heldout_per_target_r2": {
+            t: round(float(v), 4) for t, v in r2_breakdown(labels[TARGETS].to_numpy(), pred).r2[:5].items()
+        },
+        "mean_baseline_heldout_weighted_r2": round(weighted_r2(labels, base), 4),
+        "seconds": round(seconds, 1),
+    }
     write_json(out / "metrics.json", m)
-    print(f"\nheld-out weighted R2 on {len(test)} synthetic test images: {m['heldout_weighted_r2']:.4f} (mean-prediction "
-          f"baseline {m['mean_baseline_heldout_weighted_r2']:.4f}); wrote {out}/submission.csv, metrics.json, report.png, maps/ "
-          f"in {m['seconds']:.0f} s")
     return m

@@ -26,19 +26,23 @@ def load_oofs(runs) -> tuple: # (image_ids, folds, y (n, 5), P (runs, n, 5))
     if len(runs) < 1: raise EnsembleError("give at least one run folder")
     frames = []
     for r in runs:
-        try: frames.append(read_oof(r).set_index("image_id"))
+        try:frames.append(read_oof(r).set_index("image_id"))
         except RunError as e: raise EnsembleError(str(e)) from None
     ids = frames[0].index
     for r, f in zip(runs[1:], frames[1:]):
         if set(f.index) != set(ids):
-            raise EnsembleError(f"{r} was cross-validated on other images than {runs[0]} ({len(set(ids) ^ set(f.index))} differ); blend runs of the same data")
+            raise EnsembleError(
+                f"{r} was cross-validated on other images than {runs[0]} ({len(set(ids) ^ set(f.index))} differ); blend runs of the same data"
+            )
         if not (f.loc[ids, "fold"].to_numpy() == frames[0]["fold"].to_numpy()).all():
-            raise EnsembleError(f"{r} used other folds than {runs[0]}: run both with the same --folds and --seed, or the blend weights would be fit on leaked predictions")
+            raise EnsembleError(
+                f"{r} used other folds than {runs[0]}: run both with the same --folds and --seed, or the blend weights would be fit on leaked predictions"
+            )
     y = frames[0][TARGETS].to_numpy(float)
     P = np.stack([f.loc[ids, [f"pred_{t}" for t in TARGETS]].to_numpy(float) for f in frames])
     return list(ids), frames[0]["fold"].to_numpy(), y, P
 
-# %% ../nbs/06_ensemble.ipynb #70b93894
+# %% ../nbs/06_ensemble.ipynb #f8242920
 def fit_weights(y, # (n, 5) true grams
                 P, # (runs, n, 5) predictions
                ) -> np.ndarray: # (runs, 5): per-target weights, >= 0, columns sum to 1
@@ -55,18 +59,28 @@ def fit_weights(y, # (n, 5) true grams
         w = np.clip(res.x, 0, None); W[:, t] = w / w.sum()
     return W
 
-def fit_ridge(y, P, alpha=1.0) -> list:
+def fit_ridge(y, # (n, 5) true grams
+              P, # (runs, n, 5) out-of-fold predictions
+              alpha=1.0, # ridge penalty
+             ) -> list:
     "Per-target non-negative ridge stacking: [(coef (runs,), intercept)] * 5."
     from sklearn.linear_model import Ridge
-    return [(lambda m: (m.coef_.copy(), float(m.intercept_)))(Ridge(alpha=alpha, positive=True).fit(P[:, :, t].T, y[:, t])) for t in range(5)]
+    return [
+        (lambda m: (m.coef_.copy(), float(m.intercept_)))(Ridge(alpha=alpha, positive=True).fit(P[:, :, t].T, y[:, t]))
+        for t in range(5)
+    ]
 
 def blend(P, spec) -> np.ndarray:
     "Apply a fitted blend (weights array or ridge list) to predictions (runs, n, 5)."
     if isinstance(spec, np.ndarray): return np.einsum("rnt,rt->nt", P, spec)
     return np.stack([P[:, :, t].T @ c + b for t, (c, b) in enumerate(spec)], 1).clip(min=0)
 
-# %% ../nbs/06_ensemble.ipynb #fcad8ed7
-def nested_score(y, P, folds, method="weights") -> float:
+# %% ../nbs/06_ensemble.ipynb #9dc24db4
+def nested_score(y, # (n, 5) true grams
+                 P, # (runs, n, 5) out-of-fold predictions
+                 folds, # (n,) fold of each image
+                 method="weights", # weights | ridge
+                ) -> float:
     "Weighted R2 of the blend with its weights estimated out-of-fold."
     out = np.zeros_like(y)
     for k in np.unique(folds):
@@ -75,6 +89,7 @@ def nested_score(y, P, folds, method="weights") -> float:
         out[va] = blend(P[:, va], spec)
     return weighted_r2(y, out)
 
+# %% ../nbs/06_ensemble.ipynb #010b135a
 def build_ensemble(runs, # run folders (train-heads or train), cross-validated on the same data and folds
                    out="ensemble.json", # the ensemble spec to write
                    method="weights", # weights (per-target convex blend) | ridge (non-negative ridge stacking)
@@ -91,44 +106,61 @@ def build_ensemble(runs, # run folders (train-heads or train), cross-validated o
                 run_scores={r: round(weighted_r2(y, P[i]), 5) for i, r in enumerate(rel)},
                 in_sample_weighted_r2=round(weighted_r2(y, blend(P, spec_fit)), 5),
                 nested_weighted_r2=round(nested_score(y, P, folds, method), 5), n_images=len(ids))
-    if method == "weights": spec["weights"] = {t: [round(float(v), 6) for v in spec_fit[:, j]] for j, t in enumerate(TARGETS)}
-    else: spec["ridge"] = {t: dict(coef=[float(v) for v in c], intercept=b) for t, (c, b) in zip(TARGETS, spec_fit)}
+    if method == "weights":
+        spec["weights"] = {t: [round(float(v), 6) for v in spec_fit[:, j]] for j, t in enumerate(TARGETS)}
+    else:
+        spec["ridge"] = {t: dict(coef=[float(v) for v in c], intercept=b) for t, (c, b) in zip(TARGETS, spec_fit)}
     write_json(out, spec)
     return spec
 
+# %% ../nbs/06_ensemble.ipynb #c7c7a551
 def _folds_hash(ids, folds) -> str:
     return hashlib.sha256(json.dumps(sorted(zip(map(str, ids), map(int, folds)))).encode()).hexdigest()
 
 def spec_blend(spec) -> object:
     "The fitted blend of a spec dict, for `blend`."
-    if spec.get("method") == "ridge": return [(np.array(spec["ridge"][t]["coef"]), spec["ridge"][t]["intercept"]) for t in TARGETS]
+    if spec.get("method") == "ridge":
+        return [(np.array(spec["ridge"][t]["coef"]), spec["ridge"][t]["intercept"]) for t in TARGETS]
     if "weights" not in spec: raise EnsembleError("ensemble spec without weights")
     return np.array([spec["weights"][t] for t in TARGETS]).T
 
-# %% ../nbs/06_ensemble.ipynb #e92f787a
+# %% ../nbs/06_ensemble.ipynb #f774b599
 def _inside(p: Path, roots) -> bool:
     return any(p == r or r in p.parents for r in roots)
 
+# %% ../nbs/06_ensemble.ipynb #a2a9e7e9
 def load_ensemble(path) -> dict:
     "Read and validate an ensemble spec; adds `run_paths` (resolved run folders)."
     path = Path(path)
     if not path.is_file(): raise EnsembleError(f"ensemble spec not found: {path}")
-    try: spec = json.loads(path.read_text())
+    try:spec = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e: raise EnsembleError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(spec, dict) or spec.get("kind") != "ensemble": raise EnsembleError(f"{path} is not an ensemble spec")
-    runs, roots = spec.get("runs") or [], [path.resolve().parent.parent, Path.cwd().resolve()]   # the spec's project, or here
+    if not isinstance(spec, dict) or spec.get("kind") != "ensemble":
+        raise EnsembleError(f"{path} is not an ensemble spec")
+    runs, roots = spec.get("runs") or [], [
+        path.resolve().parent.parent,
+        Path.cwd().resolve(),
+    ]  # the spec's project, or here
     if not isinstance(runs, list) or not runs: raise EnsembleError(f"{path}: no runs")
     paths = []
     for r in runs:
         if Path(r).is_absolute():
-            raise EnsembleError(f"{path}: run {r} is an absolute path; specs keep runs relative to themselves. Rebuild it with image2biomass ensemble")
+            raise EnsembleError(
+                f"{path}: run {r} is an absolute path; specs keep runs relative to themselves. Rebuild it with image2biomass ensemble"
+            )
         q = (path.parent / r).resolve()
-        if not _inside(q, roots): raise EnsembleError(f"{path}: run {r} lies outside the spec's project (the folder above the spec's folder) and the working folder")
-        if not (q / "oof.csv").is_file(): raise EnsembleError(f"{path}: run {r} ({q}) is not a finished run (no oof.csv)")
+        if not _inside(q, roots):
+            raise EnsembleError(
+                f"{path}: run {r} lies outside the spec's project (the folder above the spec's folder) and the working folder"
+            )
+        if not (q / "oof.csv").is_file():
+            raise EnsembleError(f"{path}: run {r} ({q}) is not a finished run (no oof.csv)")
         paths.append(q)
     ids, folds, _, _ = load_oofs(paths)
     if spec.get("folds_sha256") not in (None, _folds_hash(ids, folds)):
-        raise EnsembleError(f"{path}: its runs' folds changed since the blend was fitted; rebuild it with image2biomass ensemble")
+        raise EnsembleError(
+            f"{path}: its runs' folds changed since the blend was fitted; rebuild it with image2biomass ensemble"
+        )
     _check_blend(path, spec, len(paths))
     return {**spec, "run_paths": paths}
 
@@ -140,11 +172,14 @@ def _check_blend(path, spec, n_runs):
             if len(c) != n_runs or (c < 0).any() or not np.isfinite(c).all():
                 raise EnsembleError(f"{path}: ridge coefficients of {t} must be {n_runs} non-negative numbers")
         return
-    if spec.get("method") != "weights": raise EnsembleError(f"{path}: method {spec.get('method')!r}; expected weights or ridge")
+    if spec.get("method") != "weights":
+        raise EnsembleError(f"{path}: method {spec.get('method')!r}; expected weights or ridge")
     for t in TARGETS:
         w = np.asarray(spec.get("weights", {}).get(t, []), float)
         if len(w) != n_runs or (w < 0).any() or not np.isfinite(w).all() or abs(w.sum() - 1) > 1e-3:
-            raise EnsembleError(f"{path}: weights of {t} must be {n_runs} non-negative numbers summing to 1, got {w.tolist()}")
+            raise EnsembleError(
+                f"{path}: weights of {t} must be {n_runs} non-negative numbers summing to 1, got {w.tolist()}"
+            )
 
 # %% ../nbs/06_ensemble.ipynb #01ad6802
 def train_ensemble(backbones: list, # backbone names, e.g. dinov2_base convnext_large
@@ -163,7 +198,8 @@ def train_ensemble(backbones: list, # backbone names, e.g. dinov2_base convnext_
         r = out / b.replace("/", "_")
         if (r / "metrics.json").exists() and not cfg.overwrite:
             if cfg.progress: print(f"{r}: finished earlier, reused")
-        else: finetune(dataclasses.replace(cfg, backbone=b, out=str(r)))   # resumes only if cfg.resume says so
+        else:
+            finetune(dataclasses.replace(cfg, backbone=b, out=str(r)))  # resumes only if cfg.resume says so
         runs.append(r)
     spec = build_ensemble(runs, out / "ensemble.json", method, overwrite=True)
     if cfg.progress: print(f"{out / 'ensemble.json'}: nested weighted R2 {spec['nested_weighted_r2']:.4f} "

@@ -48,7 +48,7 @@ def atomic_path(path, # the file to (re)place
     finally:
         tmp.unlink(missing_ok=True)
 
-# %% ../nbs/00a_files.ipynb #f6e192ef
+# %% ../nbs/00a_files.ipynb #48da1f7c
 def write_text(path, text):
     "Write a text file atomically."
     with atomic_path(path) as tmp: tmp.write_text(text)
@@ -63,7 +63,10 @@ def write_csv(df, path):
     with atomic_path(path) as tmp: df.to_csv(tmp, index=False)
     return Path(path)
 
-def save_tensors(tensors, path, metadata=None):
+def save_tensors(tensors, # name -> tensor
+                 path, # the .safetensors file to write
+                 metadata=None, # str -> str header metadata
+                ):
     "Write a safetensors file atomically (an I/O error of its Rust writer becomes the OSError it is)."
     import re
     from safetensors.torch import save_file
@@ -74,6 +77,7 @@ def save_tensors(tensors, path, metadata=None):
             raise
     return Path(path)
 
+# %% ../nbs/00a_files.ipynb #c5980e85
 def save_figure(fig, path, **kw):
     "Save a matplotlib figure atomically (the format from the target's suffix)."
     with atomic_path(path) as tmp: fig.savefig(tmp, format=Path(path).suffix[1:], **kw)
@@ -115,12 +119,19 @@ def _flatten(obj, key, tensors):
     "obj -> JSON-able skeleton; tensors (and numpy arrays) moved into `tensors` under dotted keys."
     import numpy as np, torch
     if torch.is_tensor(obj): tensors[key] = obj.detach().cpu().contiguous(); return {"__tensor__": key}
-    if isinstance(obj, np.ndarray): tensors[key] = torch.from_numpy(np.ascontiguousarray(obj)); return {"__ndarray__": key, "dtype": str(obj.dtype)}
+    if isinstance(obj, np.ndarray):
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(obj))
+        return {"__ndarray__": key, "dtype": str(obj.dtype)}
     if isinstance(obj, dict):
-        if not all(isinstance(k, (str, int)) for k in obj): raise TypeError(f"state keys must be str or int, got {list(obj)[:3]}")
+        if not all(isinstance(k, (str, int)) for k in obj):
+            raise TypeError(f"state keys must be str or int, got {list(obj)[:3]}")
         return {"__dict__": [[k, _flatten(v, f"{key}.{k}", tensors)] for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
-        return {"__list__" if isinstance(obj, list) else "__tuple__": [_flatten(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]}
+        return {
+            "__list__" if isinstance(obj, list) else "__tuple__": [
+                _flatten(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)
+            ]
+        }
     if obj is None or isinstance(obj, (bool, int, float, str)): return obj
     if hasattr(obj, "item"): return obj.item()                 # numpy scalars
     raise TypeError(f"cannot store {type(obj).__name__} at {key} without pickling it")

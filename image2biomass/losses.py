@@ -14,7 +14,9 @@ __all__ = ['CLOVER', 'DEAD', 'GREEN', 'TOTAL', 'GDM', 'W', 'SIGMA_MIN', 'SIGMA_M
            'ziln_params', 'ziln_nll', 'ziln_mean', 'ziln_median', 'lds_weights']
 
 # %% ../nbs/03_losses.ipynb #57e2182c
-CLOVER, DEAD, GREEN, TOTAL, GDM = (TARGETS.index(t) for t in ["Dry_Clover_g", "Dry_Dead_g", "Dry_Green_g", "Dry_Total_g", "GDM_g"])
+CLOVER, DEAD, GREEN, TOTAL, GDM = (
+    TARGETS.index(t) for t in ["Dry_Clover_g", "Dry_Dead_g", "Dry_Green_g", "Dry_Total_g", "GDM_g"]
+)
 W = torch.tensor(TARGET_WEIGHTS, dtype=torch.float32)  # competition weights, TARGETS order
 
 # %% ../nbs/03_losses.ipynb #4c0386ca
@@ -37,7 +39,7 @@ def consistency(pred, # (B, 5) predicted grams
     gc = pred[:, GREEN] + pred[:, CLOVER]
     return weight * ((pred[:, GDM] - gc).abs() + (pred[:, TOTAL] - gc - pred[:, DEAD]).abs()).mean()
 
-# %% ../nbs/03_losses.ipynb #b71b7758
+# %% ../nbs/03_losses.ipynb #5f2d96db
 SIGMA_MIN, SIGMA_MAX, LOG_MAX = 0.05, 3.0, 8.0  # keep exp() finite: exp(8) = 2981 g
 
 def ziln_params(raw) -> tuple:
@@ -55,23 +57,33 @@ def ziln_nll(raw, # (B, k, 3) raw outputs per target
     logit, mu, sigma = ziln_params(raw)
     zero = y <= 0
     logy = torch.log(torch.where(zero, torch.ones_like(y), y))
-    pos = -F.logsigmoid(-logit) + logy + torch.log(sigma) + 0.5 * math.log(2 * math.pi) + (logy - mu) ** 2 / (2 * sigma ** 2)
+    pos = (
+        -F.logsigmoid(-logit)
+        + logy
+        + torch.log(sigma)
+        + 0.5 * math.log(2 * math.pi)
+        + (logy - mu) ** 2 / (2 * sigma**2)
+    )
     nll = torch.where(zero, -F.logsigmoid(logit), pos)
     if weights is not None: nll = nll * weights
     tw = torch.ones(y.shape[1], device=y.device) if target_weights is None else target_weights.to(y)
     return (nll * tw).sum(1).mean() / tw.sum()
 
+# %% ../nbs/03_losses.ipynb #bb10a247
 def ziln_mean(raw) -> torch.Tensor:
     "E[y] = (1 - p0) exp(mu + sigma^2 / 2)."
     logit, mu, sigma = ziln_params(raw)
     return torch.sigmoid(-logit) * torch.exp((mu + sigma ** 2 / 2).clamp(max=LOG_MAX))
 
+# %% ../nbs/03_losses.ipynb #ca4c1bdf
 def ziln_median(raw) -> torch.Tensor:
     "Median of the mixture: 0 if p0 >= 1/2, else exp(mu + sigma * Phi^-1((1/2 - p0) / (1 - p0)))."
     logit, mu, sigma = ziln_params(raw)
     p0 = torch.sigmoid(logit)
     q = ((0.5 - p0) / (1 - p0).clamp(min=1e-6)).clamp(1e-6, 1 - 1e-6)
-    return torch.where(p0 >= 0.5, torch.zeros_like(mu), torch.exp((mu + sigma * torch.special.ndtri(q)).clamp(max=LOG_MAX)))
+    return torch.where(
+        p0 >= 0.5, torch.zeros_like(mu), torch.exp((mu + sigma * torch.special.ndtri(q)).clamp(max=LOG_MAX))
+    )
 
 # %% ../nbs/03_losses.ipynb #b86ddb88
 def lds_weights(y, # (n, k) training targets in grams

@@ -32,20 +32,36 @@ class GatedAttention(nn.Module):
         a = torch.softmax(a.masked_fill(~mask, float("-inf")), dim=1)
         return (a.unsqueeze(-1) * x).sum(1), a
 
-# %% ../nbs/04_models.ipynb #0e8404fe
-def mlp(dim, k, hidden=512, dropout=0.3) -> nn.Sequential:
+# %% ../nbs/04_models.ipynb #5d1ebd7e
+def mlp(dim, # input features
+        k, # outputs
+        hidden=512, # first hidden width (the second is half)
+        dropout=0.3, # first dropout (then p/2, 0.3p)
+       ) -> nn.Sequential:
     "The seed MLP: LN, Dropout(p), Linear(D,h), GELU, Dropout(p/2), Linear(h,h/2), GELU, Dropout(0.3p), Linear(h/2,k)."
-    return nn.Sequential(nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout / 2),
-                         nn.Linear(hidden, hidden // 2), nn.GELU(), nn.Dropout(dropout * 0.3), nn.Linear(hidden // 2, k))
+    return nn.Sequential(
+        nn.LayerNorm(dim),
+        nn.Dropout(dropout),
+        nn.Linear(dim, hidden),
+        nn.GELU(),
+        nn.Dropout(dropout / 2),
+        nn.Linear(hidden, hidden // 2),
+        nn.GELU(),
+        nn.Dropout(dropout * 0.3),
+        nn.Linear(hidden // 2, k),
+    )
 
-# %% ../nbs/04_models.ipynb #cb51b0df
+# %% ../nbs/04_models.ipynb #35bd22bb
 HEADS = ("mlp", "mil", "composition", "density")
 STATES = ("NSW", "Tas", "Vic", "WA")  # State classes, in this order everywhere (an unknown State is -1)
 LOG_CLAMP = 12.0  # log1p grams: expm1(12) = 163k g, far beyond any pasture quadrat
 
 def _grams(z): return torch.expm1(F.softplus(z).clamp(max=LOG_CLAMP))
 
-def derive5(green, dead, clover) -> torch.Tensor:
+def derive5(green, # (B,) Green grams
+            dead, # (B,) Dead grams
+            clover, # (B,) Clover grams
+           ) -> torch.Tensor:
     "(B, 5) in TARGETS order from the three components."
     return torch.stack([clover, dead, green, green + dead + clover, green + clover], 1)
 
@@ -56,7 +72,7 @@ def _check_head(head, loss, targets):
     if head in ("composition", "density") and loss == "ziln":
         raise ValueError(f"the {head} head predicts grams by construction: use loss smoothl1")
 
-# %% ../nbs/04_models.ipynb #b6de343a
+# %% ../nbs/04_models.ipynb #92cef8d9
 class BiomassHead(nn.Module):
     "A bag-of-locations head with selectable pooling, outputs and loss; predicts the 5 targets in grams."
     def __init__(self, dim, # feature dimension of a tile (or location)
@@ -74,11 +90,20 @@ class BiomassHead(nn.Module):
                 ):
         super().__init__()
         _check_head(head, loss, targets)
-        self.head, self.loss_kind, self.targets, self.decode, self.beta, self.cw = head, loss, targets, decode, beta, consistency_weight
+        self.head, self.loss_kind, self.targets, self.decode, self.beta, self.cw = (
+            head,
+            loss,
+            targets,
+            decode,
+            beta,
+            consistency_weight,
+        )
         self.cols = [GREEN, DEAD, CLOVER] if targets == 3 or head in ("composition", "density") else list(range(5))
         self.n_aux, self.n_bins, self.n_state = n_aux, n_bins, n_state
         self.n_extra = n_aux + len(self.cols) * n_bins + n_state
-        self.n_out = 4 if head == "composition" else 0 if head == "density" else len(self.cols) * (3 if loss == "ziln" else 1)
+        self.n_out = (
+            4 if head == "composition" else 0 if head == "density" else len(self.cols) * (3 if loss == "ziln" else 1)
+        )
         if n_bins: self.register_buffer("bin_edges", torch.zeros(len(self.cols), n_bins - 1))
         if head == "density": self._build_density(dim, hidden, dropout)
         else: self._build_bag(dim, hidden, dropout, attn_dim, per_target)
@@ -98,7 +123,9 @@ def _build_bag(self: BiomassHead, dim, hidden, dropout, attn_dim, per_target):
 @patch
 def _build_density(self: BiomassHead, dim, hidden, dropout):
     "A per-location MLP (the 1x1 convolution of the 5th place, with a hidden layer) to log-space grams of 3 components."
-    self.loc = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout / 2))
+    self.loc = nn.Sequential(
+        nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout / 2)
+    )
     self.dens = nn.Linear(hidden, 3)                                   # Green, Dead, Clover
     self.extra = nn.Linear(hidden, self.n_extra) if self.n_extra else None
 

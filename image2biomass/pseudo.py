@@ -13,7 +13,13 @@ import numpy as np, pandas as pd
 from .config import Config, ConfigError
 from .data import TARGETS, read_test, read_train, weighted_r2
 from .files import write_csv, write_json
-from .inference import (predict_heads_run, predict_finetune_run, project_mass_balance, run_kind, extract_like)
+from image2biomass.inference import (
+    predict_heads_run,
+    predict_finetune_run,
+    project_mass_balance,
+    run_kind,
+    extract_like,
+)
 from .runs import start_run, swap_in, read_config, partial_dir, RunError
 
 # %% auto #0
@@ -38,17 +44,27 @@ class PseudoConfig(Config):
     progress: bool = True  # progress bars and a line per round
     bounds: ClassVar[dict] = dict(rounds=(1, 20), weight=(0, None), epochs=(0, None), workers=(0, None))
 
-# %% ../nbs/06a_pseudo.ipynb #692f4c47
-def pseudo_labels(runs, # the labelling runs
-                  data_dir, ids, paths, cfg: PseudoConfig) -> pd.DataFrame:
+# %% ../nbs/06a_pseudo.ipynb #09b140b3
+def pseudo_labels(runs, # run folders whose mean prediction labels the images
+                  data_dir, # folder of the test CSV and images
+                  ids, # test image ids
+                  paths, # their image paths (relative, as in test.csv)
+                  cfg: PseudoConfig, # the pseudo-labelling settings
+                 ) -> pd.DataFrame:
     "image_id, image_path and the runs' mean, mass-balanced prediction of each test image."
     P = []
     for r in runs:
         if run_kind(r) == "finetune":
-            P.append(predict_finetune_run(r, data_dir, ids, paths, cfg.tta, 8, cfg.workers, cfg.device, False, cfg.weights)["pred"])
+            P.append(
+                predict_finetune_run(r, data_dir, ids, paths, cfg.tta, 8, cfg.workers, cfg.device, False, cfg.weights)[
+                    "pred"
+                ]
+            )
         else:
             fd = cfg.features_dir or Path(read_config(r)["config"]["store"]).parent / "features"
-            P.append(predict_heads_run(r, data_dir, ids, "test", fd, cfg.weights, cfg.workers, 0, cfg.device, False)["pred"])
+            P.append(
+                predict_heads_run(r, data_dir, ids, "test", fd, cfg.weights, cfg.workers, 0, cfg.device, False)["pred"]
+            )
     pred = project_mass_balance(np.clip(np.mean(P, 0), 0, None))
     return pd.DataFrame({"image_id": ids, "image_path": [str(Path(p).relative_to(data_dir)) for p in paths],
                          **{t: pred[:, j] for j, t in enumerate(TARGETS)}})
@@ -57,20 +73,48 @@ def pseudo_labels(runs, # the labelling runs
 def _retrain(student, labels_csv, round_dir, cfg: PseudoConfig, d) -> Path:
     "Retrain the student with the pseudo-labels into round_dir (a complete run)."
     c = read_config(student)
-    base = dict(c["config"], out=str(round_dir), pseudo_labels=str(labels_csv), pseudo_weight=cfg.weight, overwrite=True,
-                progress=cfg.progress)
+    base = dict(
+        c["config"],
+        out=str(round_dir),
+        pseudo_labels=str(labels_csv),
+        pseudo_weight=cfg.weight,
+        overwrite=True,
+        progress=cfg.progress,
+    )
     if c["kind"] == "heads":
         from image2biomass.train_heads import train_heads, TrainConfig
         fp = c["store_fingerprint"]
         ids = pd.read_csv(labels_csv, dtype={"image_id": str}, keep_default_na=False).image_id.tolist()
-        pst = extract_like(fp, d, ids, "test", cfg.features_dir or Path(c["config"]["store"]).parent / "features", cfg.weights,
-                           cfg.workers, 0, cfg.device, False, what=str(student))
+        pst = extract_like(
+            fp,
+            d,
+            ids,
+            "test",
+            cfg.features_dir or Path(c["config"]["store"]).parent / "features",
+            cfg.weights,
+            cfg.workers,
+            0,
+            cfg.device,
+            False,
+            what=str(student),
+        )
         train_heads(TrainConfig(**{**base, "pseudo_store": str(pst)}))
     elif c["kind"] == "finetune":
         from image2biomass.finetune import finetune, FinetuneConfig
-        finetune(FinetuneConfig(**{**base, "init_from": str(student), "resume": False, "weights": cfg.weights or base.get("weights"),
-                                   "epochs": cfg.epochs or base["epochs"], "swa": min(base.get("swa", 0), cfg.epochs or base["epochs"])}))
-    else: raise RunError(f"{student} is a {c['kind']} run; pseudo-label retrains train-heads and train runs")
+        finetune(
+            FinetuneConfig(
+                **{
+                    **base,
+                    "init_from": str(student),
+                    "resume": False,
+                    "weights": cfg.weights or base.get("weights"),
+                    "epochs": cfg.epochs or base["epochs"],
+                    "swa": min(base.get("swa", 0), cfg.epochs or base["epochs"]),
+                }
+            )
+        )
+    else:
+        raise RunError(f"{student} is a {c['kind']} run; pseudo-label retrains train-heads and train runs")
     return Path(round_dir)
 
 # %% ../nbs/06a_pseudo.ipynb #39e94093
@@ -90,7 +134,8 @@ def pseudo_label(cfg: PseudoConfig = None, **kwargs) -> dict:
         student = _retrain(student, csv, part / f"round{r}", cfg, d)
         m = json.loads((student / "metrics.json").read_text())
         history.append(dict(round=r, oof_weighted_r2=m["oof_weighted_r2"], labels=csv.name))
-        if cfg.progress: print(f"round {r}: {len(labels)} pseudo-labelled test images; OOF weighted R2 {m['oof_weighted_r2']:.4f}")
+        if cfg.progress:
+            print(f"round {r}: {len(labels)} pseudo-labelled test images; OOF weighted R2 {m['oof_weighted_r2']:.4f}")
     return _finish(cfg, runs, part, student, history, ids, out)
 
 # %% ../nbs/06a_pseudo.ipynb #ff7cdb40
@@ -98,8 +143,9 @@ def _finish(cfg, runs, part, final, history, ids, out) -> dict:
     "Keep every round's labels in the final run, record the rounds in its config, and swap it in as `out`."
     for f in part.glob("pseudo_labels_round*.csv"): shutil.copy2(f, final / f.name)
     c = read_config(final)
-    c["pseudo_rounds"] = dict(config=asdict(cfg), students_and_teachers=[str(r) for r in runs], rounds=history, images=ids,
-                              weight=cfg.weight)
+    c["pseudo_rounds"] = dict(
+        config=asdict(cfg), students_and_teachers=[str(r) for r in runs], rounds=history, images=ids, weight=cfg.weight
+    )
     write_json(final / "config.json", c)
     metrics = json.loads((final / "metrics.json").read_text())
     metrics["pseudo_rounds"] = history

@@ -43,14 +43,17 @@ def _hf_config(kind, width, depth):
                                  num_register_tokens=4, use_gated_mlp=gated, hidden_act="silu" if gated else "gelu")
     return T.DINOv3ConvNextConfig(hidden_sizes=[width // 4, width // 2, width * 3 // 4, width], depths=[1, 1, depth, 1])
 
-# %% ../nbs/02d_reference.ipynb #0be3f004
+# %% ../nbs/02d_reference.ipynb #5ab3cf26
 def hf_reference(kind, # one of `HF_KINDS`
                  folder, # where to save_pretrained it
-                 width=64, depth=3, # model size
+                 width=64, # hidden size
+                 depth=3, # blocks
                  layout="safetensors", # safetensors | sharded | bin
-                 seed=0):
+                 seed=0, # seed of the weights and their perturbation
+                ):
     "A perturbed random transformers model saved as its Hub repos are; returns the model (eval mode)."
     import transformers as T
+    T.utils.logging.disable_progress_bar()                 # "Writing model shards" bars: noise in tests and notebooks
     model = getattr(T, kind.split("-")[0])(_hf_config(kind, width, depth)).eval()
     perturb_(model, seed)
     folder = Path(folder)
@@ -93,13 +96,19 @@ def _timm_model(kind, width, depth):
     if kind == "dinov2": return _create("vit_small_patch14_dinov2", 518, vit)
     if kind == "dinov2_reg": return _create("vit_small_patch14_reg4_dinov2", 518, vit)
     if kind == "dinov3": return _create("vit_small_patch16_dinov3", 224, dict(vit, qkv_bias=True))
-    return _create("convnext_tiny", 224, dict(dims=[width // 4, width // 2, width * 3 // 4, width], depths=[1, 1, depth, 1]))
+    return _create(
+        "convnext_tiny", 224, dict(dims=[width // 4, width // 2, width * 3 // 4, width], depths=[1, 1, depth, 1])
+    )
 
 # %% ../nbs/02d_reference.ipynb #afa4b968
-_META_CNX = [(r"stem\.(\d)\.", r"downsample_layers.0.\1."), (r"stages\.(\d+)\.downsample\.(\d)\.", r"downsample_layers.\1.\2."),
-             (r"stages\.(\d+)\.blocks\.(\d+)\.conv_dw\.", r"stages.\1.\2.dwconv."),
-             (r"stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc(\d)\.", r"stages.\1.\2.pwconv\3."),
-             (r"stages\.(\d+)\.blocks\.(\d+)\.", r"stages.\1.\2."), (r"head\.norm\.", "norm.")]
+_META_CNX = [
+    (r"stem\.(\d)\.", r"downsample_layers.0.\1."),
+    (r"stages\.(\d+)\.downsample\.(\d)\.", r"downsample_layers.\1.\2."),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.conv_dw\.", r"stages.\1.\2.dwconv."),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc(\d)\.", r"stages.\1.\2.pwconv\3."),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.", r"stages.\1.\2."),
+    (r"head\.norm\.", "norm."),
+]
 
 def _cnx_meta_name(k):
     import re
@@ -121,20 +130,29 @@ def _to_meta(kind, sd, g) -> dict:
         out[k.replace("gamma_1", "ls1.gamma").replace("gamma_2", "ls2.gamma")] = v
         if k.endswith("attn.qkv.weight"):
             b = k[:-len("qkv.weight")]
-            out[b + "qkv.bias"] = torch.cat([sd[b + "q_bias"], noise(D), sd[b + "v_bias"]])   # k bias: masked in Meta's code
+            out[b + "qkv.bias"] = torch.cat(
+                [sd[b + "q_bias"], noise(D), sd[b + "v_bias"]]
+            )  # k bias: masked in Meta's code
             out[b + "qkv.bias_mask"] = torch.cat([torch.ones(D), torch.zeros(D), torch.ones(D)])
     return out
 
-# %% ../nbs/02d_reference.ipynb #1ec6b8f8
-def meta_reference(kind, # one of `META_KINDS`
+# %% ../nbs/02d_reference.ipynb #98c61ad0
+def meta_reference(kind, # one of META_KINDS
                    path, # the .pth file to write
-                   width=128, depth=3, seed=0):
+                   width=128, # embedding width
+                   depth=3, # blocks
+                   seed=0, # seed of the weights and their perturbation
+                  ):
     "A perturbed random timm model saved in Meta's original layout (torch.save of tensors); returns the timm model."
     model = perturb_(_timm_model(kind, width, depth), seed).eval()
     torch.save(_to_meta(kind, model.state_dict(), torch.Generator().manual_seed(seed + 1)), path)
     return model
 
-def timm_filter_load(kind, path, width=128, depth=3):
+def timm_filter_load(kind, # one of META_KINDS
+                     path, # the Meta-format file
+                     width=128, # embedding width
+                     depth=3, # blocks
+                    ):
     "A fresh timm model loaded from a Meta file through timm's own converter (an independent check of `_to_meta`)."
     import timm.models.convnext as cnx, timm.models.eva as eva, timm.models.vision_transformer as vit
     m = _timm_model(kind, width, depth)
@@ -155,16 +173,22 @@ def timm_features(model, x) -> torch.Tensor:
                                            intermediates_only=True)[0]
     return torch.cat([t[:, 0], t[:, n:].mean(1), pre[:, 0], tok.mean(1)], 1)
 
-# %% ../nbs/02d_reference.ipynb #5e7652c1
+# %% ../nbs/02d_reference.ipynb #44f667c2
 def max_rel_error(ours, ref) -> float:
     "max |ours - ref| / max |ref|."
     ours, ref = torch.as_tensor(ours, dtype=torch.float64), torch.as_tensor(ref, dtype=torch.float64)
     return float((ours - ref).abs().max() / ref.abs().max())
 
-def pixels(size, n=2, seed=0) -> torch.Tensor:
+def pixels(size, # tile side
+           n=2, # tiles
+           seed=0, # random seed
+          ) -> torch.Tensor:
     "Random uint8 tiles (n, 3, size, size)."
     return torch.randint(0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
 
-def normalise(x, mean=IMAGENET["image_mean"], std=IMAGENET["image_std"]) -> torch.Tensor:
+def normalise(x, # (n, 3, H, W) uint8 tiles
+              mean=IMAGENET["image_mean"], # per-channel mean
+              std=IMAGENET["image_std"], # per-channel std
+             ) -> torch.Tensor:
     "uint8 tiles -> the float input of a reference model."
     return (x.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)

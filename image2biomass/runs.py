@@ -11,7 +11,8 @@ import pandas as pd
 from .files import fsync_dir, write_json
 
 # %% auto #0
-__all__ = ['RunError', 'partial_dir', 'swap_in', 'start_run', 'building_run', 'read_config', 'fold_files', 'read_oof']
+__all__ = ['RunError', 'partial_dir', 'swap_in', 'start_run', 'building_run', 'read_config', 'fold_files', 'fold_tensors',
+           'read_fold', 'read_oof']
 
 # %% ../nbs/00c_runs.ipynb #a8c7b407
 class RunError(ValueError):
@@ -50,7 +51,7 @@ def swap_in(part, out) -> Path:
     fsync_dir(out.parent)
     return out
 
-# %% ../nbs/00c_runs.ipynb #1029e7de
+# %% ../nbs/00c_runs.ipynb #3d66f8ce
 def start_run(out, # the run folder to make
               overwrite=False, # replace an existing run (kept until the new one is complete)
               resume=False, # continue a run left in out.partial by an interruption
@@ -64,13 +65,16 @@ def start_run(out, # the run folder to make
     return part
 
 @contextlib.contextmanager
-def building_run(out, overwrite=False, resume=False):
+def building_run(out, # the run folder to create
+                 overwrite=False, # replace an existing run (only once the new one is complete)
+                 resume=False, # continue in an existing .partial folder
+                ):
     "Yield the folder to build a run in (`out.partial`); on success it becomes `out`, whole."
     part = start_run(out, overwrite, resume)
     yield part
     swap_in(part, out)
 
-# %% ../nbs/00c_runs.ipynb #6559eb2c
+# %% ../nbs/00c_runs.ipynb #ef7334f8
 def read_config(run) -> dict:
     "A run's config.json; `RunError` naming the folder if it is not a complete run."
     run = Path(run)
@@ -84,6 +88,18 @@ def fold_files(run, suffix=".safetensors") -> list:
     "[(fold index, path)] of `fold{k}{suffix}` files, in fold order."
     hits = [(int(m[1]), p) for p in Path(run).iterdir() if (m := re.fullmatch(r"fold(\d+)" + re.escape(suffix), p.name))]
     return sorted(hits)
+
+def fold_tensors(state: dict, # the fold model's state dict
+                 **extra, # other named tensors to keep beside it (feature mean, projection)
+                ) -> dict:
+    "The tensors of a fold checkpoint: the model's state under `model.`, the extras under their own names."
+    return {**{f"model.{k}": v for k, v in state.items()}, **extra}
+
+def read_fold(path) -> tuple:
+    "(model state, extras) of a fold checkpoint written from `fold_tensors` (safetensors: no code runs)."
+    from safetensors.torch import load_file
+    sd = load_file(str(path))
+    return {k[6:]: v for k, v in sd.items() if k.startswith("model.")}, {k: v for k, v in sd.items() if not k.startswith("model.")}
 
 def read_oof(run) -> pd.DataFrame:
     "The out-of-fold predictions of a run (image_id, fold, targets, pred_ targets)."

@@ -9,7 +9,7 @@ import torch
 from .config import ConfigError
 
 # %% auto #0
-__all__ = ['DEVICES', 'resolve_device', 'amp_dtype', 'autocast', 'Dist']
+__all__ = ['DEVICES', 'resolve_device', 'amp_dtype', 'autocast', 'usable_cores', 'set_threads', 'Dist']
 
 # %% ../nbs/00d_runtime.ipynb #9df25653
 DEVICES = ("auto", "cpu", "cuda")
@@ -22,7 +22,9 @@ def resolve_device(name="auto", # auto | cpu | cuda | cuda:N
     if name == "auto": name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__}); use --device cpu or auto")
+            raise ConfigError(
+                f"--device {name}: this machine has no CUDA device (torch {torch.__version__}); use --device cpu or auto"
+            )
         return torch.device(name if ":" in name else f"cuda:{local_rank}")
     if name != "cpu": raise ConfigError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
     return torch.device("cpu")
@@ -37,6 +39,26 @@ def autocast(device, kind="auto"):
     dt = amp_dtype(device, kind)
     return torch.autocast("cuda", dtype=dt) if dt is not None else contextlib.nullcontext()
 
+# %% ../nbs/00d_runtime.ipynb #3a1009f7
+def usable_cores() -> int:
+    "The cores this process may run on (its CPU affinity, e.g. a container's share), not the machine's count."
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1
+
+def set_threads(workers=0, # DataLoader worker processes that will share the cores
+                threads=None, # torch intra-op threads; None: from $IMAGE2BIOMASS_THREADS (see above)
+               ) -> int:
+    "Set torch's intra-op threads for a stage (unless `OMP_NUM_THREADS` is set); returns torch's thread count."
+    if threads is None and os.environ.get("OMP_NUM_THREADS"): return torch.get_num_threads()
+    mode = os.environ.get("IMAGE2BIOMASS_THREADS", "cores")
+    if threads is None and mode not in ("cores", "cores-workers") and not mode.isdigit():
+        raise ConfigError(f"IMAGE2BIOMASS_THREADS={mode!r}: use cores, cores-workers or a number of threads")
+    n = max(
+        1, threads or (int(mode) if mode.isdigit() else usable_cores() - (workers if mode == "cores-workers" else 0))
+    )
+    if torch.get_num_threads() != n: torch.set_num_threads(n)
+    return n
+
 # %% ../nbs/00d_runtime.ipynb #2a953c33
 class Dist:
     "Rank, world size, device and collectives of this process (no-ops in a single process)."
@@ -49,9 +71,15 @@ class Dist:
         self.device = resolve_device(device, self.local)
         if self.device.type == "cuda": torch.cuda.set_device(self.device)
         self.own = self.world > 1 and not dist.is_initialized()
-        if self.own: dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo", timeout=timedelta(hours=timeout_h))
+        if self.own:
+            dist.init_process_group(
+                "nccl" if self.device.type == "cuda" else "gloo", timeout=timedelta(hours=timeout_h)
+            )
+
     @property
-    def main(self) -> bool: return self.rank == 0
+    def main(self) -> bool:
+        return self.rank == 0
+
     def barrier(self):
         if self.world > 1: self.dist.barrier()
     def gather(self, obj) -> list:

@@ -37,8 +37,12 @@ class StateConfig(Config):
     progress: bool = True  # print a summary
     bounds: ClassVar[dict] = dict(folds=(2, None), pca=(0, None), C=(1e-6, None))
 
-# %% ../nbs/05c_state.ipynb #77693cee
-def pooled_features(store, image_ids, slices="", split="train") -> tuple: # ((n, D) bag means, kept image ids)
+# %% ../nbs/05c_state.ipynb #22e0d784
+def pooled_features(store, # FeatureStore or path
+                    image_ids, # images, in order
+                    slices="", # store slices to keep (globs; empty: all)
+                    split="train", # the split the store must hold
+                   ) -> tuple: # ((n, D) bag means, kept image ids)
     "The bag-mean of every image's tiles (views averaged), as the State classifier and the ridge baseline see it."
     X, mask, kept = load_bags(store, list(image_ids), split=split, slices=slices)
     m = mask.unsqueeze(-1).float()
@@ -52,14 +56,17 @@ def _fit(Z, s, cfg) -> dict:
     Zs = (Z - mu) / sd
     k = min(cfg.pca, Zs.shape[1], len(Zs) - 1) if cfg.pca else 0
     comp = PCA(k, random_state=0).fit(Zs).components_ if k else np.eye(Zs.shape[1])
-    W, b = np.zeros((len(STATES), len(comp))), np.full(len(STATES), -1e9)   # a State unseen in training: never predicted
+    W, b = np.zeros((len(STATES), len(comp))), np.full(len(STATES), -1e9)  # a State unseen in training: never predicted
     classes = np.unique(s)
     if len(classes) == 1: b[classes] = 0.0; return dict(mean=mu, std=sd, components=comp, coef=W, intercept=b)
     lr = LogisticRegression(C=cfg.C, max_iter=3000).fit(Zs @ comp.T, s)
-    if len(classes) == 2: W[classes[1]], b[classes] = lr.coef_[0], [0.0, lr.intercept_[0]]   # softmax of (0, z) = sigmoid(z)
-    else: W[classes], b[classes] = lr.coef_, lr.intercept_
+    if len(classes) == 2:
+        W[classes[1]], b[classes] = lr.coef_[0], [0.0, lr.intercept_[0]]  # softmax of (0, z) = sigmoid(z)
+    else:
+        W[classes], b[classes] = lr.coef_, lr.intercept_
     return dict(mean=mu, std=sd, components=comp, coef=W, intercept=b)
 
+# %% ../nbs/05c_state.ipynb #b7da5629
 def state_proba(fit, Z) -> np.ndarray:
     "(n, 4) probabilities of `STATES` from bag-mean features."
     logits = ((Z - fit["mean"]) / fit["std"]) @ fit["components"].T @ fit["coef"].T + fit["intercept"]
@@ -78,7 +85,8 @@ def train_state(cfg: StateConfig = None, **kwargs) -> dict:
     "Cross-validate the State classifier on a feature store; write the run folder and return its metrics."
     cfg = dataclasses.replace(cfg or StateConfig(), **kwargs)
     out, t0 = Path(cfg.out), time.time()
-    if out.exists() and not cfg.overwrite: raise FileExistsError(f"{out} already holds a run; pass --overwrite, or choose another --out")
+    if out.exists() and not cfg.overwrite:
+        raise FileExistsError(f"{out} already holds a run; pass --overwrite, or choose another --out")
     df = read_train(Path(cfg.data_dir) / "train.csv")
     store = FeatureStore(cfg.store)
     Z, ids = pooled_features(store, df.image_id, cfg.slices)
@@ -86,8 +94,13 @@ def train_state(cfg: StateConfig = None, **kwargs) -> dict:
     s, folds = state_index(df.State), make_folds(df, cfg.folds, cfg.seed)
     oof = np.zeros((len(s), len(STATES)))
     for k in range(cfg.folds): oof[folds == k] = state_proba(_fit(Z[folds != k], s[folds != k], cfg), Z[folds == k])
-    conf = pd.crosstab(pd.Categorical(np.array(STATES)[s], STATES), pd.Categorical(np.array(STATES)[oof.argmax(1)], STATES),
-                       rownames=["true"], colnames=["predicted"], dropna=False)
+    conf = pd.crosstab(
+        pd.Categorical(np.array(STATES)[s], STATES),
+        pd.Categorical(np.array(STATES)[oof.argmax(1)], STATES),
+        rownames=["true"],
+        colnames=["predicted"],
+        dropna=False,
+    )
     metrics = dict(kind="state", n_images=len(s), oof_accuracy=round(float((oof.argmax(1) == s).mean()), 4),
                    recall={st: round(float(conf.loc[st, st] / max(1, conf.loc[st].sum())), 4) for st in STATES},
                    confusion=conf.to_dict(orient="index"), rules=zero_rules(df), seconds=round(time.time() - t0, 2))
@@ -95,29 +108,36 @@ def train_state(cfg: StateConfig = None, **kwargs) -> dict:
     if cfg.progress: print(f"{out}: OOF State accuracy {metrics['oof_accuracy']:.3f}; rules {metrics['rules']}")
     return metrics
 
-# %% ../nbs/05c_state.ipynb #441e49aa
+# %% ../nbs/05c_state.ipynb #a8812844
 def _write_state_run(cfg, out, fit, ids, folds, s, oof, conf, metrics, store):
-    import matplotlib; matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     with building_run(out, overwrite=cfg.overwrite) as part:
         save_tensors({k: torch.tensor(v, dtype=torch.float64) for k, v in fit.items()}, part / "state.safetensors")
-        write_json(part / "config.json", dict(kind="state", config=asdict(cfg), states=list(STATES), rules=metrics["rules"],
-                                              store_fingerprint=store.fingerprint))
+        write_json(
+            part / "config.json",
+            dict(
+                kind="state",
+                config=asdict(cfg),
+                states=list(STATES),
+                rules=metrics["rules"],
+                store_fingerprint=store.fingerprint,
+            ),
+        )
         write_json(part / "metrics.json", metrics); conf.to_csv(part / "confusion.csv")
         write_csv(pd.DataFrame({"image_id": ids, "fold": folds, "State": np.array(STATES)[s],
                                 **{f"p_{st}": oof[:, j] for j, st in enumerate(STATES)}}), part / "oof.csv")
-        fig = plot_confusion(conf, metrics["oof_accuracy"]); save_figure(fig, part / "confusion.png", dpi=90); plt.close(fig)
+        fig = plot_confusion(conf, metrics["oof_accuracy"]); save_figure(fig, part / "confusion.png", dpi=90)
 
 def plot_confusion(conf, acc):
     "The OOF confusion matrix (rows: true State) as a figure."
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(4.2, 3.6)); ax = fig.subplots()
     ax.imshow(conf.to_numpy(), cmap="Greens")
     for (i, j), v in np.ndenumerate(conf.to_numpy()): ax.text(j, i, int(v), ha="center", va="center")
     ax.set(xticks=range(len(STATES)), yticks=range(len(STATES)), xticklabels=STATES, yticklabels=STATES,
            xlabel="predicted", ylabel="true", title=f"State, out of fold: accuracy {acc:.3f}")
     fig.tight_layout(); return fig
 
+# %% ../nbs/05c_state.ipynb #8f8f18d6
 def load_state_model(run) -> tuple: # (fitted arrays, run config)
     "A State run's classifier and config."
     from safetensors.torch import load_file

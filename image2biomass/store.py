@@ -79,9 +79,12 @@ def _build_skeleton(tmp, fingerprint, image_ids, boxes, sizes, views, dim, dtype
     "Write a complete, preallocated store skeleton to `tmp`."
     offsets = np.concatenate([[0], np.cumsum([len(b) for b in boxes])]).astype(np.int64)
     flat = np.concatenate(boxes) if len(boxes) and offsets[-1] else np.zeros((0, 4), np.int32)
-    if sum(w for _, w in names) != dim: raise ValueError(f"feature names cover {sum(w for _, w in names)} columns, not {dim}")
+    if sum(w for _, w in names) != dim:
+        raise ValueError(f"feature names cover {sum(w for _, w in names)} columns, not {dim}")
     with h5py.File(tmp, "w") as f:
-        feats = _schema(f, fingerprint, image_ids, sizes, flat, offsets, status, [""] * len(image_ids), views, dim, dtype, names)
+        feats = _schema(
+            f, fingerprint, image_ids, sizes, flat, offsets, status, [""] * len(image_ids), views, dim, dtype, names
+        )
         step = feats.chunks[0] * 16
         for s in range(0, feats.shape[0], step): feats[s:s + step] = 0   # every chunk allocated now
 
@@ -197,7 +200,12 @@ def _read_meta(path) -> dict:
 def _store_bytes(n_rows, views, dim, dtype, n_images) -> int:
     "About how large a store file will be (padded features, boxes and per-image datasets, HDF5 overhead)."
     rows = _chunk_rows(n_rows, views, dim, dtype)
-    return (-(-max(n_rows, 1) // rows) * rows * views * dim * np.dtype(dtype).itemsize + n_rows * 16 + n_images * 300 + (1 << 20))
+    return (
+        -(-max(n_rows, 1) // rows) * rows * views * dim * np.dtype(dtype).itemsize
+        + n_rows * 16
+        + n_images * 300
+        + (1 << 20)
+    )
 
 def _new_partial(part, build, nbytes=0) -> int:
     "Build a skeleton in a temporary file, lock it, and rename it to `part`; returns the lock (held by this run)."
@@ -209,16 +217,18 @@ def _new_partial(part, build, nbytes=0) -> int:
     finally: Path(tmp).unlink(missing_ok=True)
     return lock
 
-# %% ../nbs/02b_store.ipynb #24f9a50a
+# %% ../nbs/02b_store.ipynb #f8d89449
 def open_store_for_writing(path, # the .h5 store to create or resume (written as path.partial until complete)
                            fingerprint, # dict describing how the features are made (and of which images)
                            image_ids, # ids in store order
                            boxes, # per image: (n_i, 4) tile boxes
                            sizes, # per image: (height, width)
-                           views, dim, # views per tile and feature dimension
+                           views, # views per tile
+                           dim, # feature dimension
                            dtype="float16", # features dtype: float16 or float32
                            status=None, # per image: PENDING, or SKIPPED for images known to be unreadable
-                           overwrite=False, # replace a store with another fingerprint (kept until the new one is complete)
+                           # replace a store with another fingerprint (kept until the new one is complete)
+                           overwrite=False,
                            commit_every=8, # images per commit
                            names=None, # [(slice name, width)] covering `dim`; default one slice 'features'
                           ) -> StoreWriter|None: # None when the store is already complete
@@ -242,7 +252,7 @@ def open_store_for_writing(path, # the .h5 store to create or resume (written as
         except StoreError: meta = None                    # a damaged partial of ours: rebuilt below
         if meta is not None and meta["fingerprint"] == fp and not meta["complete"]:
             w = StoreWriter(part, path, commit_every, lock)
-            print(f"resuming {part}: {w.n_done} of {len(image_ids)} images already done"
+            print(f"resuming {part.name}: {w.n_done} of {len(image_ids)} images already done"
                   + (f" ({w.rolled_back} redone: a chunk was torn by the interruption)" if w.rolled_back else ""))
             return w
         if meta is not None and meta["fingerprint"] != fp and not overwrite:
@@ -292,9 +302,11 @@ class FeatureStore:
 # %% ../nbs/02b_store.ipynb #aa89066f
 def _repr(self):
     fp = self.fingerprint
-    return (f"FeatureStore({self.path.name}: {self.n_done}/{len(self)} images{'' if self.complete else ' (incomplete)'}, "
-            f"{self.shape[0]} tiles x {self.shape[1]} views x {self.shape[2]} {fp.get('dtype')} in {len(self.names)} "
-            f"slice(s), {fp.get('backbone')} {fp.get('kind')}, weights {str(fp.get('weights'))[:12]})")
+    return (
+        f"FeatureStore({self.path.name}: {self.n_done}/{len(self)} images{'' if self.complete else ' (incomplete)'}, "
+        f"{self.shape[0]} tiles x {self.shape[1]} views x {self.shape[2]} {fp.get('dtype')} in {len(self.names)} "
+        f"slice(s), {fp.get('backbone')} {fp.get('kind')}, weights {str(fp.get('weights'))[:12]})"
+    )
 
 def _skipped(self) -> dict:
     "image_id -> reason, for images recorded as unreadable."
@@ -306,8 +318,10 @@ def _columns(self, slices="") -> np.ndarray:
     if not pats: return np.arange(self.shape[2])
     for p in pats:
         if not any(fnmatch.fnmatchcase(n, p) for n in self.names):
-            raise StoreError(f"--slices {p!r} matches no slice of {self.path.name}; it has: {', '.join(list(self.names)[:12])}"
-                             + (" ..." if len(self.names) > 12 else ""))
+            raise StoreError(
+                f"--slices {p!r} matches no slice of {self.path.name}; it has: {', '.join(list(self.names)[:12])}"
+                + (" ..." if len(self.names) > 12 else "")
+            )
     keep = [n for n in self.names if any(fnmatch.fnmatchcase(n, p) for p in pats)]
     return np.concatenate([np.arange(*self.names[n]) for n in keep])
 
@@ -358,12 +372,16 @@ def _load_all(self, dtype=None, slices="") -> dict:
 def _require(self, image_ids=None, **expected):
     "Raise `StoreError` unless the store is complete, holds `image_ids` and its fingerprint matches `expected`."
     if not self.complete:
-        raise StoreError(f"{self.path} is incomplete ({self.n_done}/{len(self)} images); rerun the same extract command to finish it")
+        raise StoreError(
+            f"{self.path} is incomplete ({self.n_done}/{len(self)} images); rerun the same extract command to finish it"
+        )
     bad = {k: v for k, v in expected.items() if self.fingerprint.get(k) != v}
     if bad: raise StoreError(f"{self.path} was made with {', '.join(f'{k}={self.fingerprint.get(k)!r}' for k in bad)}, "
                              f"not {', '.join(f'{k}={v!r}' for k, v in bad.items())}")
     if image_ids is not None and (missing := [i for i in image_ids if i not in self.index]):
-        raise StoreError(f"{self.path} lacks {len(missing)} image(s) of the data, e.g. {missing[:5]}; extract features for this data")
+        raise StoreError(
+            f"{self.path} lacks {len(missing)} image(s) of the data, e.g. {missing[:5]}; extract features for this data"
+        )
     return self
 
 FeatureStore.load_all, FeatureStore.require = _load_all, _require
@@ -378,7 +396,11 @@ def _copy_store(sources, out, fingerprint, order, compression=None):
     counts = [int(readers[r].offsets[i + 1] - readers[r].offsets[i]) for r, i in order]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     names = [(n, b - a) for n, (a, b) in first.names.items()]
-    bx = np.concatenate([readers[r].boxes(readers[r].image_ids[i]) for r, i in order]) if offsets[-1] else np.zeros((0, 4))
+    bx = (
+        np.concatenate([readers[r].boxes(readers[r].image_ids[i]) for r, i in order])
+        if offsets[-1]
+        else np.zeros((0, 4))
+    )
     check_space(Path(out).parent, _store_bytes(int(offsets[-1]), first.shape[1], first.shape[2], dtype, len(order)))
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         feats = _schema(f, fingerprint, pick("image_ids"), pick("image_sizes"), bx, offsets, pick("status"),
@@ -393,7 +415,9 @@ def _copy_store(sources, out, fingerprint, order, compression=None):
 def compress_store(path, compression="lzf"):
     "Rewrite a complete store with compressed features (atomically)."
     s = FeatureStore(path).require()
-    return _copy_store([path], path, {**s.fingerprint, "compression": compression}, [(0, i) for i in range(len(s))], compression)
+    return _copy_store(
+        [path], path, {**s.fingerprint, "compression": compression}, [(0, i) for i in range(len(s))], compression
+    )
 
 def merge_stores(shards, # shard stores, any order; each complete and made with the same settings
                  out, # the merged store to write

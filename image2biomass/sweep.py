@@ -16,7 +16,7 @@ from .train_heads import train_heads, TrainConfig
 # %% auto #0
 __all__ = ['SweepConfig', 'suggest', 'sweep', 'summarize_sweep']
 
-# %% ../nbs/05a_sweep.ipynb #d0be2afe
+# %% ../nbs/05a_sweep.ipynb #894e2cb0
 @dataclass
 class SweepConfig(Config):
     "Settings of a hyper-parameter sweep over cached-feature heads."
@@ -35,20 +35,32 @@ class SweepConfig(Config):
         super().__post_init__()
         for name, allowed in [("heads", ("mlp", "mil", "composition", "density")), ("losses", ("smoothl1", "ziln"))]:
             bad = set(getattr(self, name).split(",")) - set(allowed)
-            if bad: raise ConfigError(f"--{name} {getattr(self, name)!r}: {sorted(bad)} unknown; choose among {list(allowed)}")
+            if bad:
+                raise ConfigError(
+                    f"--{name} {getattr(self, name)!r}: {sorted(bad)} unknown; choose among {list(allowed)}"
+                )
 
+# %% ../nbs/05a_sweep.ipynb #588fab3c
 def suggest(trial, cfg: SweepConfig) -> dict:
     "The search space: optimiser, trunk size, regularisation, consistency weight, FroFA strength, head kind and loss."
     head = trial.suggest_categorical("head", cfg.heads.split(","))
-    losses = [l for l in cfg.losses.split(",") if not (head in ("composition", "density") and l == "ziln")] or ["smoothl1"]
-    return dict(head=head, loss=trial.suggest_categorical(f"loss_{head}", losses),
-                lr=trial.suggest_float("lr", 3e-4, 1e-2, log=True), weight_decay=trial.suggest_float("weight_decay", 1e-4, 1e-1, log=True),
-                dropout=trial.suggest_float("dropout", 0.0, 0.5), hidden=trial.suggest_categorical("hidden", [256, 512, 1024]),
-                consistency_weight=trial.suggest_float("consistency_weight", 1e-3, 1e-1, log=True),
-                frofa_noise=trial.suggest_float("frofa_noise", 0.0, 0.3), frofa_scale=trial.suggest_float("frofa_scale", 0.0, 0.3),
-                tile_dropout=trial.suggest_float("tile_dropout", 0.0, 0.3))
+    losses = [l for l in cfg.losses.split(",") if not (head in ("composition", "density") and l == "ziln")] or [
+        "smoothl1"
+    ]
+    return dict(
+        head=head,
+        loss=trial.suggest_categorical(f"loss_{head}", losses),
+        lr=trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+        weight_decay=trial.suggest_float("weight_decay", 1e-4, 1e-1, log=True),
+        dropout=trial.suggest_float("dropout", 0.0, 0.5),
+        hidden=trial.suggest_categorical("hidden", [256, 512, 1024]),
+        consistency_weight=trial.suggest_float("consistency_weight", 1e-3, 1e-1, log=True),
+        frofa_noise=trial.suggest_float("frofa_noise", 0.0, 0.3),
+        frofa_scale=trial.suggest_float("frofa_scale", 0.0, 0.3),
+        tile_dropout=trial.suggest_float("tile_dropout", 0.0, 0.3),
+    )
 
-# %% ../nbs/05a_sweep.ipynb #1ffc0e27
+# %% ../nbs/05a_sweep.ipynb #854a478c
 def sweep(cfg: SweepConfig = None, **kwargs) -> pd.DataFrame:
     "Run (or continue) an Optuna study maximising the pooled OOF weighted R2; returns the trials table, best first."
     import optuna
@@ -57,8 +69,13 @@ def sweep(cfg: SweepConfig = None, **kwargs) -> pd.DataFrame:
     cfg = dataclasses.replace(cfg or SweepConfig(), **kwargs)
     out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="heads", storage=f"sqlite:///{(out / 'study.db').resolve()}", load_if_exists=True,
-                                direction="maximize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
+    study = optuna.create_study(
+        study_name="heads",
+        storage=f"sqlite:///{(out / 'study.db').resolve()}",
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+    )
     for t in study.get_trials(states=(TrialState.RUNNING,)):   # left by a killed process: never finished
         study.tell(t.number, state=TrialState.FAIL)
     done = len(study.get_trials(states=(TrialState.COMPLETE,)))
@@ -66,8 +83,18 @@ def sweep(cfg: SweepConfig = None, **kwargs) -> pd.DataFrame:
 
     def objective(trial):
         params = suggest(trial, cfg)
-        m = train_heads(store=cfg.store, data_dir=cfg.data_dir, out=out / f"trial{trial.number:03d}", folds=cfg.folds, seed=cfg.seed,
-                        epochs=cfg.epochs, ridge=False, progress=False, overwrite=True, **params)
+        m = train_heads(
+            store=cfg.store,
+            data_dir=cfg.data_dir,
+            out=out / f"trial{trial.number:03d}",
+            folds=cfg.folds,
+            seed=cfg.seed,
+            epochs=cfg.epochs,
+            ridge=False,
+            progress=False,
+            overwrite=True,
+            **params,
+        )
         trial.set_user_attr("run", str(out / f"trial{trial.number:03d}"))
         return m["oof_weighted_r2"]
 
@@ -79,20 +106,29 @@ def sweep(cfg: SweepConfig = None, **kwargs) -> pd.DataFrame:
     if cfg.progress: print(table.head(10).to_string(index=False))
     return table
 
+# %% ../nbs/05a_sweep.ipynb #c4c71199
 def summarize_sweep(study, out) -> pd.DataFrame:
     "Write summary.csv (trials, best first), best.json and importance.png; return the table."
-    import matplotlib; matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt, optuna
+    import optuna
+    from matplotlib.figure import Figure
     df = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration", "user_attrs"))
     df = df[df.state == "COMPLETE"].sort_values("value", ascending=False)
     df.columns = [c.replace("params_", "").replace("user_attrs_", "") for c in df.columns]
     write_csv(df, out / "summary.csv")
-    if len(df): write_json(out / "best.json", dict(value=study.best_value, params=study.best_params, run=study.best_trial.user_attrs.get("run")))
+    if len(df):
+        write_json(
+            out / "best.json",
+            dict(value=study.best_value, params=study.best_params, run=study.best_trial.user_attrs.get("run")),
+        )
     if len(df) >= 3:
         try:
-            imp = optuna.importance.get_param_importances(study)
-            fig, ax = plt.subplots(figsize=(6, 0.35 * len(imp) + 1))
-            ax.barh(list(imp)[::-1], list(imp.values())[::-1], color="tab:green"); ax.set_title("parameter importance (OOF weighted R²)")
-            fig.tight_layout(); save_figure(fig, out / "importance.png", dpi=90); plt.close(fig)
-        except (RuntimeError, ValueError) as e: warnings.warn(f"no importance plot: {e}")
+            with warnings.catch_warnings():           # "less than 2 trials" per regime: expected in a short sweep
+                warnings.simplefilter("ignore", UserWarning)
+                imp = optuna.importance.get_param_importances(study)
+            fig = Figure(figsize=(6, 0.35 * len(imp) + 1)); ax = fig.subplots()
+            ax.barh(list(imp)[::-1], list(imp.values())[::-1], color="tab:green")
+            ax.set_title("parameter importance (OOF weighted R²)")
+            fig.tight_layout(); save_figure(fig, out / "importance.png", dpi=90)
+        except (RuntimeError, ValueError) as e:
+            warnings.warn(f"no importance plot: {e}")
     return df

@@ -6,7 +6,9 @@
 from __future__ import annotations
 import numpy as np
 import cv2
-cv2.setNumThreads(0)  # no OpenCV thread pool: a forked DataLoader worker that inherits one deadlocks (seen under nbdev-test)
+cv2.setNumThreads(
+    0
+)  # no OpenCV thread pool: a forked DataLoader worker that inherits one deadlocks (seen under nbdev-test)
 
 # %% auto #0
 __all__ = ['LAYOUTS', 'D4', 'VIEWS', 'tile_grid', 'layout_boxes', 'crop_tiles', 'tile_image', 'd4_array', 'd4_tensor',
@@ -28,23 +30,34 @@ def tile_grid(h, # image height
     "Sliding-window boxes covering the whole image, last row/column flush with the edge."
     if tile < 1 or stride < 1: raise ValueError(f"tile and stride must be >= 1, got {tile}, {stride}")
     if stride > tile: raise ValueError(f"stride {stride} > tile {tile} would leave gaps between tiles")
-    return np.array([(x, y, min(x + tile, w), min(y + tile, h)) for y in _starts(h, tile, stride) for x in _starts(w, tile, stride)], dtype=np.int32)
+    return np.array(
+        [
+            (x, y, min(x + tile, w), min(y + tile, h))
+            for y in _starts(h, tile, stride)
+            for x in _starts(w, tile, stride)
+        ],
+        dtype=np.int32,
+    )
 
-# %% ../nbs/01_tiling.ipynb #170eb675
+# %% ../nbs/01_tiling.ipynb #88e9b7b5
 LAYOUTS = ("grid", "halves", "full")
 
-def layout_boxes(h, w, # image height and width
+def layout_boxes(h, # image height
+                 w, # image width
                  layout="grid", # one of `LAYOUTS`
-                 tile=518, stride=400, # grid window and step (only for `grid`)
+                 tile=518, # grid window in pixels
+                 stride=400, # grid step in pixels
                 ) -> np.ndarray: # (n, 4) int boxes
     "The tile boxes of one image for a layout."
     if layout == "grid": return tile_grid(h, w, tile, stride)
     if layout == "halves":
-        return np.array([(0, 0, w // 2, h), (w // 2, 0, w, h)] if w >= h else [(0, 0, w, h // 2), (0, h // 2, w, h)], dtype=np.int32)
+        return np.array(
+            [(0, 0, w // 2, h), (w // 2, 0, w, h)] if w >= h else [(0, 0, w, h // 2), (0, h // 2, w, h)], dtype=np.int32
+        )
     if layout == "full": return np.array([(0, 0, w, h)], dtype=np.int32)
     raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
 
-# %% ../nbs/01_tiling.ipynb #970b8097
+# %% ../nbs/01_tiling.ipynb #56f121cc
 def crop_tiles(img, # (H, W, 3) uint8
                boxes, # (n, 4) boxes from `layout_boxes`
                size, # output side length (the model's input size)
@@ -55,14 +68,22 @@ def crop_tiles(img, # (H, W, 3) uint8
     for i, (x0, y0, x1, y1) in enumerate(boxes):
         c = img[y0:y1, x0:x1]
         if pad_to is not None and (c.shape[0] < pad_to or c.shape[1] < pad_to):
-            c = np.pad(c, ((0, max(0, pad_to - c.shape[0])), (0, max(0, pad_to - c.shape[1])), (0, 0)), mode="symmetric")
+            c = np.pad(
+                c, ((0, max(0, pad_to - c.shape[0])), (0, max(0, pad_to - c.shape[1])), (0, 0)), mode="symmetric"
+            )
         h, w = c.shape[:2]
-        out[i] = c if (h, w) == (size, size) else cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA if max(h, w) > size else cv2.INTER_LINEAR)
+        out[i] = (
+            c
+            if (h, w) == (size, size)
+            else cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA if max(h, w) > size else cv2.INTER_LINEAR)
+        )
     return out
 
 def tile_image(img, # (H, W, 3) uint8
-               layout="grid", tile=518, stride=400, # see `layout_boxes`
-               size=518, # model input size
+               layout="grid", # grid | halves | full
+               tile=518, # grid window in pixels
+               stride=400, # grid step in pixels
+               size=518, # side of each resized tile
               ) -> tuple: # (tiles (n, size, size, 3) uint8, boxes (n, 4))
     "Boxes and resized tiles of one image for a layout."
     boxes = layout_boxes(img.shape[0], img.shape[1], layout, tile, stride)
@@ -129,15 +150,18 @@ def location_areas(boxes, # (n, 4) tile boxes x0, y0, x1, y1 of one image
     h, w = int(hw[0]), int(hw[1])
     cover = np.zeros((h, w))
     for x0, y0, x1, y1 in np.asarray(boxes, int): cover[y0:y1, x0:x1] += 1
-    share = np.zeros((h + 1, w + 1)); share[1:, 1:] = np.cumsum(np.cumsum(np.where(cover > 0, 1 / np.maximum(cover, 1), 0), 0), 1)
+    share = np.zeros((h + 1, w + 1))
+    share[1:, 1:] = np.cumsum(np.cumsum(np.where(cover > 0, 1 / np.maximum(cover, 1), 0), 0), 1)
     r = cell_rects(boxes, layout, tile, grid)                      # integral image at the cell corners
     x0, y0, x1, y1 = r[..., 0], r[..., 1], r[..., 2], r[..., 3]
     return (share[y1, x1] - share[y0, x1] - share[y1, x0] + share[y0, x0]) / (h * w)
 
-# %% ../nbs/01_tiling.ipynb #72ece9a3
+# %% ../nbs/01_tiling.ipynb #25f62881
 def show_tiles(img, # (H, W, 3) uint8
                boxes, # (n, 4) boxes
-               ax=None, title=None):
+               ax=None, # axes to draw on (default: a new figure)
+               title=None, # title (default: the tile count)
+              ):
     "Draw the tile boxes over an image; returns the axes."
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle

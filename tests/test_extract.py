@@ -100,8 +100,11 @@ def test_manual_shards_and_merge(ds, reference, tmp_path):
 def test_refusals(ds, reference, tmp_path):
     r = run("extract", "--data-dir", ds, "--out", reference.path, *VIT, "--views", "flips", check=2)
     assert "views: store has 'd4', asked for 'flips'" in r.stderr and "--overwrite" in r.stderr
+    before = reference.path.stat().st_mtime_ns
     r = run("extract", "--data-dir", ds, "--out", reference.path, *VIT, "--views", "d4", check=0)
-    assert "already complete" in r.stdout
+    assert r.stdout == "" and reference.path.stat().st_mtime_ns == before       # a no-op, quiet with --no-progress
+    r = run("extract", "--data-dir", ds, "--out", reference.path, *[a for a in VIT if a != "--no-progress"], "--views", "d4", check=0)
+    assert "already complete" in r.stdout and reference.path.stat().st_mtime_ns == before
     env_free = {k: v for k, v in os.environ.items() if k != "IMAGE2BIOMASS_WEIGHTS"}
     r = subprocess.run([str(BIN / "image2biomass"), "extract", "--data-dir", str(ds), "--out", str(tmp_path / "x.h5"), "--backbone", "dinov2_small"],
                        capture_output=True, text=True, env={**env_free, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})

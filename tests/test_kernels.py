@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, BIN, REAL
 
-KERNELS = ROOT / "nbs" / "kernels"
+KERNELS = KERNELS_DIR = ROOT / "nbs" / "kernels"
 
 
 def run_nb(name, out_dir, **params):
@@ -23,11 +23,39 @@ def test_papermill_train_two_backbones_then_infer(tmp_path):
     assert runs == ["test_vit_mil_smoothl1", "vegetation_composition_smoothl1"]
     for r in runs: assert json.loads(Path(work, "runs", r, "metrics.json").read_text())["n_images"] == 24
     out = tmp_path / "submission.csv"
-    nb = run_nb("infer", tmp_path, work_dir=work, out=str(out))
+    nb = run_nb("infer", tmp_path, work_dir=work, submission=str(out))
     sub = pd.read_csv(out)
     assert sub.sample_id.tolist() == pd.read_csv(Path(work, "data", "sample_submission.csv")).sample_id.tolist()
     assert (sub.target >= 0).all()
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)   # papermill really parameterised it
+
+
+def test_kernel_parameters_are_generated_from_the_configs():
+    import nbformat
+    from papermill import inspect_notebook               # what papermill --help-notebook lists
+    from image2biomass.kaggle import KERNELS, kernel_parameters, kernel_fields
+    for k in KERNELS:
+        nb = nbformat.read(KERNELS_DIR / f"{k}.ipynb", as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assert cell.source == kernel_parameters(k), f"nbs/kernels/{k}.ipynb: parameters cell drifted from the configs; run make book"
+        params = inspect_notebook(str(KERNELS_DIR / f"{k}.ipynb"))
+        assert list(params) == [n for n, *_ in kernel_fields(k)], (k, list(params))
+        assert all(p["help"] and p["inferred_type_name"] != "None" for p in params.values()), k
+
+
+def test_kernel_writes_only_inside_work_dir(tmp_path):
+    work, cwd = tmp_path / "w", tmp_path / "cwd"
+    cwd.mkdir()
+    import papermill as pm
+    pm.execute_notebook(str(KERNELS / "extract.ipynb"), str(tmp_path / "x.ipynb"), kernel_name="python3", cwd=str(cwd),
+                        parameters=dict(work_dir=str(work), splits="test", tile=128, stride=128), progress_bar=False)
+    pm.execute_notebook(str(KERNELS / "train.ipynb"), str(tmp_path / "t.ipynb"), kernel_name="python3", cwd=str(cwd),
+                        parameters=dict(work_dir=str(work), tile=128, stride=128, folds=2, epochs=2), progress_bar=False)
+    nb = pm.execute_notebook(str(KERNELS / "infer.ipynb"), str(tmp_path / "i.ipynb"), kernel_name="python3", cwd=str(cwd),
+                             parameters=dict(work_dir=str(work)), progress_bar=False)
+    assert list(cwd.iterdir()) == [] and (work / "submission.csv").exists()
+    streams = [o for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert len(streams) <= 1, [o["text"][:200] for o in streams]      # no progress-bar spam with progress off
 
 
 def test_papermill_extract_writes_dataset_metadata(tmp_path):
@@ -47,6 +75,9 @@ def test_kaggle_bundle_installs_offline(tmp_path):
     assert meta["dataset_sources"] == ["me/image2biomass-wheels", "me/dinov2-weights", "me/my-runs"]
     assert meta["competition_sources"] == ["csiro-biomass"] and meta["code_file"] == "image2biomass-infer.ipynb"
     nb = json.loads((out / "kernel" / meta["code_file"]).read_text())
+    import nbformat
+    nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))          # every cell has an id (nbformat 4.5)
+    assert all(c.get("id") for c in nb["cells"])
     assert "pip install -q --no-index --find-links /kaggle/input/image2biomass-wheels image2biomass" in "".join(nb["cells"][0]["source"])
     assert "tta = 'd4'" in "".join(c for cell in nb["cells"] for c in cell["source"])
     assert json.loads((out / "wheelhouse" / "dataset-metadata.json").read_text())["id"] == "me/image2biomass-wheels"

@@ -1,0 +1,56 @@
+"The committed notebooks are a book: executed, with their figures, and nothing in their outputs that changes per run."
+import json, re
+from pathlib import Path
+import pytest
+from conftest import ROOT
+
+NBS = sorted((ROOT / "nbs").glob("[0-9]*.ipynb"))
+# figures a reader must see on the forge, per notebook (at least this many inline images)
+FIGURES = {"00_data": 2, "01_tiling": 1, "01a_clean": 1, "02c_extract": 1, "03_losses": 1, "04_models": 1,
+           "05_training": 2, "05a_sweep": 1, "05b_finetune": 1, "05c_state": 1, "06_ensemble": 1, "06a_pseudo": 1,
+           "07_inference": 2, "09_demo": 1}
+VOLATILE = [(re.compile(r"/tmp/|\btmp[a-z0-9_]{6,}\b|/home/|/work/|/check/|site-packages"), "a temporary or machine path"),
+            (re.compile(r"\d+(\.\d+)?\s?(it/s|s/it)|\b\d+\.\d+ ?s\b|elapsed"), "a timing"),
+            (re.compile(r"Traceback|IProgress not found|Warning:|warn\("), "a traceback or warning"),
+            (re.compile(r"0x[0-9a-f]{8,}"), "a memory address")]
+
+
+def outputs(nb):
+    for i, c in enumerate(nb["cells"]):
+        for o in c.get("outputs", []):
+            if o["output_type"] == "error": yield i, "error", o.get("ename", "")
+            text = o.get("text") or "".join("".join(v) if isinstance(v, list) else v for k, v in o.get("data", {}).items()
+                                            if k.startswith("text/"))
+            yield i, o["output_type"], "".join(text) if isinstance(text, list) else text
+
+
+def problems(path: Path) -> list:
+    nb = json.loads(path.read_text())
+    out = []
+    if not any(c.get("outputs") for c in nb["cells"]): out.append("no outputs: run `make book`")
+    imgs = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+    if imgs < FIGURES.get(path.stem, 0): out.append(f"{imgs} figures, expected at least {FIGURES[path.stem]}")
+    for i, kind, text in outputs(nb):
+        if kind == "error": out.append(f"cell {i}: an error output")
+        for rx, what in VOLATILE:
+            if m := rx.search(text): out.append(f"cell {i}: {what} in the output: {text[max(0, m.start() - 60):m.end() + 20]!r}")
+    if any("id" not in c for c in nb["cells"]): out.append("cells without ids")
+    if "widgets" in nb.get("metadata", {}) or "jupyter.widget-view" in path.read_text():
+        out.append("progress-bar widgets in the outputs (their ids change every run): pass progress=False")
+    return out
+
+
+@pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
+def test_notebook_is_executed_and_stable(path):
+    assert not problems(path), "\n".join(problems(path))
+
+
+def test_every_notebook_is_in_the_readme_map():
+    readme = (ROOT / "README.md").read_text()
+    missing = [p.name for p in NBS if f"nbs/{p.name}" not in readme]
+    assert not missing, f"README's notebook map lacks {missing}"
+
+
+if __name__ == "__main__":
+    for p in NBS:
+        for line in problems(p): print(f"{p.name}: {line}")
