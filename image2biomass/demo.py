@@ -80,7 +80,7 @@ def demo_runs(out, # the demo's folder
         )["oof_weighted_r2"]
     return scores
 
-# %% ../nbs/09_demo.ipynb #3489e0ea
+# %% ../nbs/09_demo.ipynb #c0ed99b8
 def make_report(out_png, # report file to write
                 oof_y, # (n, 5) true grams of the training images
                 oof_pred, # (n, 5) their out-of-fold predictions
@@ -94,18 +94,19 @@ def make_report(out_png, # report file to write
                ):
     "report.png: OOF scatter per target; held-out R2 bars and MIL attention; the density map of a test photo."
     from matplotlib.figure import Figure
-    from image2biomass.inference import draw_density
+    from image2biomass.inference import draw_density, draw_attention
     fig = Figure(figsize=(18, 12.5 if density else 8.5), layout="constrained")
     rows = fig.subfigures(3 if density else 2, 1, height_ratios=[1, 1.15, 1.0][:3 if density else 2])
     _oof_panels(rows[0].subplots(1, 5), oof_y, oof_pred)
     a1, a2 = rows[1].subplots(1, 2, width_ratios=[1, 2.2])
-    _heldout_bars(a1, heldout_y, heldout_pred); _attention(a2, image, boxes, attention)
+    _heldout_bars(a1, heldout_y, heldout_pred)
+    draw_attention(a2, image, boxes, attention, "MIL attention per tile of a test image (disc area: weight)")
     if density: draw_density(rows[2].subplots(1, 4), image, density, "density head: the same test photo")
     fig.suptitle(title)
     save_figure(fig, out_png, dpi=80)
     return fig
 
-# %% ../nbs/09_demo.ipynb #430ae34b
+# %% ../nbs/09_demo.ipynb #cd2e9483
 def _oof_panels(axs, y, p):
     for ax, j in zip(axs, range(5)):
         ax.scatter(y[:, j], p[:, j], s=10, alpha=0.6, color="tab:green")
@@ -118,10 +119,6 @@ def _heldout_bars(ax, y, p):
     ax.bar(range(6), bd.r2.to_numpy(), color=["tab:green"] * 5 + ["tab:brown"])
     ax.set_xticks(range(6), [t.replace("Dry_", "").replace("_g", "") for t in TARGETS] + ["weighted"], rotation=30)
     ax.set(title="held-out R² per target", ylim=(min(0, bd.r2.min()) - 0.05, 1)); ax.axhline(0, color="k", lw=0.6)
-
-def _attention(ax, image, boxes, attention):
-    from image2biomass.inference import draw_attention
-    draw_attention(ax, image, boxes, attention, "MIL attention per tile of a test image (disc area: weight)")
 
 # %% ../nbs/09_demo.ipynb #7820755b
 def demo_predict(out, # the demo's folder

@@ -13,14 +13,15 @@ from .config import field_choices
 __all__ = ['KERNEL_FIELDS', 'KERNEL_EXTRAS', 'KERNELS', 'kernel_data_dir', 'write_dataset_metadata', 'kernel_fields',
            'kernel_parameters', 'kernel_config', 'build_wheelhouse', 'kernel_notebook', 'kaggle_bundle']
 
-# %% ../nbs/10_kaggle.ipynb #39a0865c
+# %% ../nbs/10_kaggle.ipynb #f092fa07
 def kernel_data_dir(data_dir, # the competition folder, or "" for a small synthetic dataset
                     work, # working folder of the kernel
                     n_train=24, # synthetic training images
                     n_test=4, # synthetic test images
                     size=(200, 400), # their (height, width)
                    ) -> Path:
-    "The data folder a kernel works on: `data_dir` if given, else a small synthetic dataset in work/data (made once)."
+    "The data folder: `data_dir`, or a small synthetic dataset made once in work/data; creates `work` (the outputs' home)."
+    Path(work).mkdir(parents=True, exist_ok=True)
     if data_dir: return Path(data_dir)
     d = Path(work) / "data"
     if not (d / "train.csv").exists():

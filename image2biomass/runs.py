@@ -11,8 +11,8 @@ import pandas as pd
 from .files import fsync_dir, write_json
 
 # %% auto #0
-__all__ = ['RunError', 'partial_dir', 'swap_in', 'start_run', 'building_run', 'read_config', 'fold_files', 'fold_tensors',
-           'read_fold', 'read_oof']
+__all__ = ['RunError', 'partial_dir', 'swap_in', 'check_new_run', 'start_run', 'building_run', 'read_config', 'fold_files',
+           'fold_tensors', 'read_fold', 'read_oof']
 
 # %% ../nbs/00c_runs.ipynb #a8c7b407
 class RunError(ValueError):
@@ -51,15 +51,19 @@ def swap_in(part, out) -> Path:
     fsync_dir(out.parent)
     return out
 
-# %% ../nbs/00c_runs.ipynb #3d66f8ce
+# %% ../nbs/00c_runs.ipynb #584c2adc
+def check_new_run(out, overwrite=False):
+    "Refuse (before any long work) to make a run where one exists, unless `overwrite`."
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out} already holds a run; pass --overwrite to replace it, or choose another --out")
+
 def start_run(out, # the run folder to make
               overwrite=False, # replace an existing run (kept until the new one is complete)
               resume=False, # continue a run left in out.partial by an interruption
              ) -> Path: # the folder to build the run in
     "Check `out` may be (re)made and return its `.partial` folder (emptied unless resuming)."
     out = Path(out); part = partial_dir(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a run; pass --overwrite to replace it, or choose another --out")
+    check_new_run(out, overwrite)
     if part.exists() and not resume: shutil.rmtree(part)   # a run that never finished: start again
     part.mkdir(parents=True, exist_ok=True)
     return part
