@@ -13,13 +13,14 @@ import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['REGISTRY', 'VEGETATION', 'AUTO', 'WEIGHT_SUFFIXES', 'HF_WEIGHTS', 'PREFERRED', 'CONVERSIONS', 'HF_MODEL_TYPES',
-           'FORMAT_KEYS', 'FAMILIES', 'HF_CONFIG', 'FORMATS_HELP', 'POOLS', 'VEG_NAMES', 'BackboneSpec', 'get_spec',
-           'WeightsNotFound', 'resolve_weights', 'sha256_file', 'weights_sha256', 'CheckpointError', 'weight_files',
-           'read_checkpoint', 'convert_state_dict', 'detect_format', 'CheckpointInfo', 'describe_state_dict',
-           'match_arch', 'Checkpoint', 'prepare_checkpoint', 'FeatureSpec', 'parse_feature', 'patch_size_of',
-           'TimmFeatures', 'feature_names', 'feature_dim', 'fit_to_model', 'round_to_patch', 'load_backbone',
-           'describe_backbone', 'rebuild_backbone', 'VegetationFeatures']
+__all__ = ['REGISTRY', 'VEGETATION', 'AUTO', 'REGISTRY_SHAPES', 'WEIGHT_SUFFIXES', 'HF_WEIGHTS', 'PREFERRED', 'CONVERSIONS',
+           'HF_MODEL_TYPES', 'FORMAT_KEYS', 'FAMILIES', 'HF_CONFIG', 'FORMATS_HELP', 'POOLS', 'VEG_NAMES',
+           'BackboneSpec', 'get_spec', 'WeightsNotFound', 'resolve_weights', 'sha256_file', 'weights_sha256',
+           'CheckpointError', 'weight_files', 'read_checkpoint', 'convert_state_dict', 'detect_format',
+           'CheckpointInfo', 'describe_state_dict', 'match_arch', 'Checkpoint', 'prepare_checkpoint', 'FeatureSpec',
+           'parse_feature', 'model_facts', 'patch_size_of', 'default_feature', 'TimmFeatures', 'feature_names',
+           'feature_dim', 'fit_to_model', 'arch_facts', 'round_to_patch', 'load_backbone', 'describe_backbone',
+           'rebuild_backbone', 'VegetationFeatures']
 
 # %% ../nbs/02a_backbones.ipynb #1e5c88a4
 REGISTRY = {
@@ -35,6 +36,16 @@ REGISTRY = {
     "swin_large": "swin_large_patch4_window12_384.ms_in22k_ft_in1k",
 }
 VEGETATION, AUTO = "vegetation", "auto"
+# What each short name must build (checked on the meta device by the tests): (feature width, pixels per location of
+# the final map, layers: ViT blocks or CNN stages as timm's feature_info counts them, native input side)
+_V2, _V3 = dict(small=(384, 12), base=(768, 12), large=(1024, 24), giant=(1536, 40)), dict(
+    small=(384, 12), small_plus=(384, 12), base=(768, 12), large=(1024, 24), huge_plus=(1280, 32), **{"7b": (4096, 40)})
+REGISTRY_SHAPES = {
+    **{f"dinov2_{s}{r}": (w, 14, d, 518) for s, (w, d) in _V2.items() for r in ("", "_reg")},
+    **{f"dinov3_{s}": (w, 16, d, 224) for s, (w, d) in _V3.items()},
+    **{f"dinov3_convnext_{s}": (w, 32, 4, 224) for s, w in dict(tiny=768, small=768, base=1024, large=1536).items()},
+    "convnext_large": (1536, 32, 4, 224), "efficientnet_b4": (1792, 32, 5, 320), "swin_large": (1536, 32, 4, 384),
+}
 
 @dataclass
 class BackboneSpec:
@@ -504,7 +515,7 @@ class FeatureSpec:
 # %% ../nbs/02a_backbones.ipynb #a3bd6850
 _SHORT = {"cls": ("cls",), "mean": ("mean",), "max": ("max",), "gem": ("gem",), "cls+mean": ("cls", "mean")}
 
-def parse_feature(feature="cls", # a short kind, or "layers:-1,-4 pool:cls,mean"
+def parse_feature(feature="cls", # a short kind, "auto" (checked as mean), or "layers:-1,-4 pool:cls,mean"
                   scales="1.0", # comma-separated factors, e.g. "1.0,0.75"
                  ) -> FeatureSpec:
     "Parse a feature kind and scales into a `FeatureSpec`; one clear error for anything else."
@@ -513,6 +524,7 @@ def parse_feature(feature="cls", # a short kind, or "layers:-1,-4 pool:cls,mean"
     except ValueError: sc = ()
     if not sc or any(not 0.1 <= v <= 4 for v in sc) or len(set(sc)) < len(sc):
         raise ValueError(f"--scales {scales!r}: comma-separated distinct factors in [0.1, 4], e.g. 1.0,0.75")
+    if f == AUTO: f = "mean"   # a model's `default_feature` replaces auto before its features are parsed
     if f in _SHORT: return FeatureSpec((-1,), _SHORT[f], sc)
     if m := re.fullmatch(r"lastk:([1-9]\d*)", f): return FeatureSpec(tuple(range(-int(m[1]), 0)), ("cls",), sc)
     if re.fullmatch(r"grid:[1-9]\d*", f): return FeatureSpec((-1,), (f,), sc)
@@ -523,7 +535,7 @@ def parse_feature(feature="cls", # a short kind, or "layers:-1,-4 pool:cls,mean"
         or any(p not in POOLS and not re.fullmatch(r"grid:[1-9]\d*", p) for p in pools)
         or len(set(pools)) < len(pools)
     ):
-        raise ValueError(f"unknown feature kind {feature!r}; use cls, mean, cls+mean, max, gem, lastk:K, grid:G or "
+        raise ValueError(f"unknown feature kind {feature!r}; use auto, cls, mean, cls+mean, max, gem, lastk:K, grid:G or "
                          "'layers:-1,-4,-8 pool:cls,mean,max,gem'")
     layers = tuple(int(v) for v in m[1].split(","))
     if len(set(layers)) < len(layers): raise ValueError(f"--feature {feature!r}: a layer is listed twice")
@@ -541,30 +553,42 @@ def _pool(pool, tokens, hw, cls):
     g = int(pool.split(":")[1])
     return F.adaptive_avg_pool2d(tokens.transpose(1, 2).reshape(len(tokens), -1, *hw), g).flatten(1)
 
-def patch_size_of(model) -> int:
-    "Pixels per token side: the ViT patch, or a CNN's total stride."
-    pe = getattr(model, "patch_embed", None)
-    if pe is not None and hasattr(pe, "patch_size"): return int(np.atleast_1d(pe.patch_size)[0])
+def model_facts(model) -> dict:
+    "What timm's own API says of a model's layers: width, pixels per final-map location, layer count, class token."
     info = getattr(model, "feature_info", None)
-    return int(info[-1]["reduction"]) if info else 32
+    if not info or not hasattr(model, "forward_intermediates"):
+        raise ValueError(f"{type(model).__name__}: timm gives this model no feature_info / forward_intermediates, so "
+                         "its layers cannot be read; choose another backbone")
+    vit = all(hasattr(model, a) for a in ("num_prefix_tokens", "patch_embed", "blocks"))
+    norm = getattr(getattr(model, "head", None), "norm", None)   # ConvNeXt: a LayerNorm on the pooled embedding
+    cls = getattr(model, "cls_token", None) is not None if vit else isinstance(norm, nn.LayerNorm)
+    return dict(width=int(model.num_features), reduction=int(info[-1]["reduction"]), layers=len(info), cls=cls, vit=vit)
+
+def patch_size_of(model) -> int:
+    "Pixels per location of the final map (timm's feature_info): the ViT patch, a CNN's or Swin's total stride."
+    return model_facts(model)["reduction"]
+
+def default_feature(model) -> str:
+    "The feature kind `auto` means for a model: `cls` where it has a class token (ViTs, ConvNeXt's), else `mean`."
+    return "cls" if model_facts(model)["cls"] else "mean"
 
 # %% ../nbs/02a_backbones.ipynb #74542b42
 class TimmFeatures(nn.Module):
     "A timm backbone mapping uint8 tiles (B, 3, S, S) to one vector per tile: layers x poolings x scales."
-    def __init__(self, model, spec: BackboneSpec, kind="cls", scales="1.0"):
+    def __init__(self, model, spec: BackboneSpec, kind=AUTO, scales="1.0"):
         super().__init__()
+        facts = model_facts(model)   # layers counted by timm's feature_info: ViT blocks, CNN and Swin stages
+        kind = default_feature(model) if kind == AUTO else kind
         self.model, self.spec, self.kind, self.fs = model, spec, kind, parse_feature(kind, scales)
-        self.vit = all(hasattr(model, a) for a in ("num_prefix_tokens", "patch_embed", "blocks"))
-        self.patch = patch_size_of(model)
-        n = len(model.blocks) if self.vit else len(getattr(model, "stages", getattr(model, "layers", [])))
-        bad = [l for l in self.fs.layers if not -n <= l < n]
-        if bad:
-            raise ValueError(
-                f"--feature {kind!r}: layer(s) {bad} out of range for {n} {'blocks' if self.vit else 'stages'}"
-            )
+        self.vit, self.patch, n = facts["vit"], facts["reduction"], facts["layers"]
+        name = spec.timm_name or type(model).__name__
+        if bad := [l for l in self.fs.layers if not -n <= l < n]:
+            raise ValueError(f"--feature {kind!r}: layer(s) {bad} out of range: {name} has {n} "
+                             f"{'blocks' if self.vit else 'stages'} (-{n} .. {n - 1})")
         self.idx = sorted({l % n for l in self.fs.layers}); self.n_layers = n
-        if self.vit and "cls" in self.fs.pools and getattr(model, "cls_token", None) is None:
-            raise ValueError(f"{spec.timm_name} has no class token: use mean, max, gem or grid:G")
+        if "cls" in self.fs.pools and not facts["cls"]:
+            raise ValueError(f"--feature {kind!r}: {name} has no class token (its pooled embedding is the mean of its "
+                             "last map): use mean (its default), max, gem, grid:G or 'layers:-1,-2 pool:mean,max'")
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1) * 255, persistent=False)
         self.dims = None   # width of each slice, known after the first forward pass
@@ -666,26 +690,45 @@ def _native_size(ck: Checkpoint, spec: BackboneSpec) -> int:
     if isinstance(size := (ck.config or {}).get("image_size"), int): return size
     return ck.info.grid * ck.info.patch if ck.info is not None and ck.info.grid else spec.input_size
 
-def _arch_patch(timm_name, overrides) -> int:
-    ck = describe_state_dict(_arch_tensors(timm_name, json.dumps(overrides, sort_keys=True)))
-    return ck.patch if ck is not None else 32
+@functools.lru_cache(maxsize=64)
+def _arch_facts(timm_name, overrides_json="{}") -> dict:
+    "`model_facts` of a timm architecture built on the meta device (no memory, no weights)."
+    return model_facts(_create(timm_name.split(".")[0], None, json.loads(overrides_json), device="meta"))
+
+def arch_facts(name, # short or timm name
+               overrides=None, # timm.create_model arguments
+              ) -> dict:
+    "Width, pixels per final-map location, layer count and class token of a backbone, without building its weights."
+    return _arch_facts(get_spec(name).timm_name, json.dumps(overrides or {}, sort_keys=True))
 
 def round_to_patch(size, patch) -> int:
     "`size` rounded to the nearest multiple of `patch` (at least one patch)."
     return max(patch, int(round(size / patch)) * patch)
 
-def _create(timm_name, size, overrides, dynamic=False):
-    "A timm model at input `size` (ViTs; CNNs take any size), seeded so that random-init is the same in every run."
+def _check_input(fx, size, name):
+    "One tile through the model before any work starts: a size it cannot take is one clear line, not a traceback."
+    try: feature_names(fx, size)
+    except (RuntimeError, AssertionError, ValueError) as e:
+        raise ValueError(f"backbone {name} cannot take {size} px input ({str(e).splitlines()[0][:160]}); choose "
+                         f"another --input-size / --img-size (a multiple of {fx.patch})") from None
+
+def _create(timm_name, size, overrides, dynamic=False, device=None):
+    """A timm model at input `size`, seeded so that random-init is the same in every run. Models with an input size
+    (ViTs, Swin) are built for `size` (Swin: windows kept at their trained size, padded, so its weights still fit);
+    CNNs take any size. `device="meta"`: shapes only."""
     import timm
     kw = dict(num_classes=0, **overrides)
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+    tries = [dict(img_size=size, always_partition=True), dict(img_size=size), {}] if size else [{}]
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings(), torch.device(device or "cpu"):
         warnings.simplefilter("ignore"); torch.manual_seed(0)
-        try: return timm.create_model(timm_name, img_size=size, **({"dynamic_img_size": True} if dynamic else {}), **kw)
-        except TypeError: return timm.create_model(timm_name, **kw)
+        for t in tries:
+            try: return timm.create_model(timm_name, **t, **({"dynamic_img_size": True} if dynamic and t else {}), **kw)
+            except TypeError:
+                if not t: raise
 
 # %% ../nbs/02a_backbones.ipynb #0643b88a
 def load_backbone(name, # short or timm name, 'auto' (architecture from the weights) or 'vegetation'
-                  kind="cls", # feature kind or spec (see above)
+                  kind=AUTO, # feature kind or spec (see above); auto: `default_feature` of the model
                   weights=None, # file or folder; None: $IMAGE2BIOMASS_WEIGHTS, then the hub cache
                   random_init=False, # run without weights (tests only): warns, and is recorded as 'random-init'
                   input_size=None, # square model input; default: `tile` rounded to the patch, else native
@@ -719,7 +762,7 @@ def load_backbone(name, # short or timm name, 'auto' (architecture from the weig
         tn, ov, base, wid, fmt = ck.timm_name, ck.overrides, get_spec(ck.timm_name), weights_sha256(ck.files), ck.format
         spec = BackboneSpec(name if name != AUTO else (ck.name or tn), tn, _native_size(ck, base),
                             *_normalisation(src, ck, base), base.hf_hub_id)
-    patch = _arch_patch(tn, ov)
+    patch = _arch_facts(tn, json.dumps(ov, sort_keys=True))["reduction"]
     size = round_to_patch(int(input_size or tile or spec.input_size), patch)
     model = _create(tn, size, ov, dynamic=len(parse_feature(kind, scales).scales) > 1)
     if ck is not None:
@@ -727,8 +770,9 @@ def load_backbone(name, # short or timm name, 'auto' (architecture from the weig
         except RuntimeError as e: raise CheckpointError(f"{src}: {str(e).splitlines()[0][:300]}") from None
     model.eval().requires_grad_(False)
     fx = TimmFeatures(model, spec, kind, scales)
+    _check_input(fx, size, name)
     info = dict(backbone=name, chosen=spec.name, timm_name=tn, arch_overrides=ov, weights=wid, weights_format=fmt,
-                weights_file=str(src) if src else None, checkpoint=str(ck.info) if ck and ck.info else "", kind=kind,
+                weights_file=str(src) if src else None, checkpoint=str(ck.info) if ck and ck.info else "", kind=fx.kind,
                 scales=",".join(f"{s:g}" for s in fx.fs.scales), input_size=size, patch=patch, patch_grid=size // patch,
                 mean=list(spec.mean), std=list(spec.std))
     return fx, info

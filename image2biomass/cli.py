@@ -5,7 +5,7 @@ stage configs' fields, with the same names, defaults, choices and help."""
 
 # %% ../nbs/08_cli.ipynb #2a85b819
 from __future__ import annotations
-import argparse, dataclasses, errno, inspect, sys
+import argparse, dataclasses, errno, functools, inspect, sys
 from pathlib import Path
 from fastcore.docments import docments
 from . import data as _data
@@ -39,12 +39,15 @@ def _arg(parser, name, p, doc, choices):
     )
 
 # %% ../nbs/08_cli.ipynb #b4e7a0e5
+@functools.cache
+def _docments(fn) -> dict: return docments(fn)   # parsing the source is most of the parser's build time
+
 def add_args(parser, # an argparse parser (or subparser)
              fn, # function or dataclass whose parameters become arguments
              skip=(), # parameter names to leave out
             ):
     "Add one argument per parameter of `fn`: default, docment as help, `Literal` choices."
-    docs = docments(fn)
+    docs = _docments(fn)
     for name, p in inspect.signature(fn).parameters.items():
         if name in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD): continue
         _arg(parser, name, p, docs.get(name), field_choices(fn, name) if dataclasses.is_dataclass(fn) else None)

@@ -37,9 +37,9 @@ class ExtractConfig(Config):
     # weights file, transformers folder, or folder holding one (default: $IMAGE2BIOMASS_WEIGHTS, then the hub cache)
     weights: str = None
     random_init: bool = False  # run without weights (tests only; recorded in the fingerprint)
-    # cls | mean | cls+mean | max | gem | lastk:K | grid:G | "layers:-1,-4 pool:cls,mean,max,gem" (ignored by
-    # vegetation)
-    feature: str = "cls"
+    # auto (cls for ViTs and ConvNeXt, mean for ResNet, EfficientNet, Swin and other CNNs) | cls | mean | cls+mean |
+    # max | gem | lastk:K | grid:G | "layers:-1,-4 pool:cls,mean,max,gem" (ignored by vegetation)
+    feature: str = "auto"
     scales: str = "1.0"  # comma-separated factors the tile is re-sampled by, one forward pass each (e.g. 1.0,0.75)
     layout: Literal["grid", "halves", "full"] = "grid"  # how a photo is cut into tiles
     clean: Literal["none", "stamps"] = "none"  # inpaint the orange date stamp before tiling (fingerprinted)

@@ -25,7 +25,7 @@ from image2biomass.data import (
 from .files import write_json, write_csv, save_tensors, save_state, load_state, StateError
 from .tiling import layout_boxes, crop_tiles, location_areas
 from .clean import clean_image, draw_stamp
-from .backbones import load_backbone, rebuild_backbone, TimmFeatures
+from .backbones import load_backbone, rebuild_backbone, TimmFeatures, model_facts, VEGETATION
 from .models import BiomassHead, STATES
 from image2biomass.runs import (
     start_run,
@@ -42,8 +42,8 @@ from .train_heads import plot_run, aux_targets, state_index, extra_metrics, AUX_
 
 # %% auto #0
 __all__ = ['LAYOUT_TILING', 'LORA_LAYERS', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples', 'CropDataset', 'FinetuneModel',
-           'backbone_units', 'set_trainable', 'blocks_at', 'add_lora', 'merge_lora', 'build_model', 'trained_state',
-           'make_optimiser', 'train_fold', 'finetune']
+           'unit_names', 'backbone_units', 'set_trainable', 'blocks_at', 'add_lora', 'merge_lora', 'build_model',
+           'trained_state', 'make_optimiser', 'train_fold', 'finetune']
 
 # %% ../nbs/05b_finetune.ipynb #b0866c38
 @dataclass
@@ -143,6 +143,9 @@ class FinetuneConfig(Config):
 def _post_init(self):
     Config.__post_init__(self)
     if self.aux_bins == 1: raise ConfigError("--aux-bins 1 is one class: use 0 (off) or >= 2")
+    if self.backbone == VEGETATION:
+        raise ConfigError("--backbone vegetation has no weights to fine-tune: extract its statistics and train-heads "
+                          "on them, or fine-tune a timm backbone (e.g. dinov2_base, efficientnet_b4)")
     self.fold_list(); self.schedule()
     if self.lora_rank and (self.train_blocks or self.unfreeze or self.freeze_epochs):
         raise ConfigError(
@@ -289,17 +292,25 @@ class FinetuneModel(nn.Module):
         return self.head(self.fuse(t) if self.fuse is not None else t)
 
 # %% ../nbs/05b_finetune.ipynb #c7e5b399
+def unit_names(bb) -> list:
+    """Names of the blocks (ViT) or stages (CNN, Swin) of a timm backbone, input to output, read off timm's
+    `feature_info`: every member of the container its layers live in (EfficientNet: all 7 block stages, though
+    feature_info names 5), else the named layers past the stem (ResNet: layer1..layer4)."""
+    model_facts(bb)   # one clear error for a model timm gives no feature_info
+    names = [f["module"] for f in bb.feature_info]
+    parents = {n.rpartition(".")[0] for n in names}
+    if len(parents) == 1 and (p := parents.pop()) and isinstance(c := bb.get_submodule(p), (nn.Sequential, nn.ModuleList)):
+        return [f"{p}.{i}" for i in range(len(c))]
+    return [f["module"] for f in bb.feature_info if f["reduction"] > 2]   # not the stem (RegNet, ResNet's act1)
+
 def backbone_units(bb) -> list:
-    "The blocks (ViT) or stages (CNN) of a timm backbone, input to output."
-    for name in ("blocks", "stages", "layers"):
-        units = getattr(bb, name, None)
-        if isinstance(units, (nn.Sequential, nn.ModuleList)): return list(units)
-    raise ValueError(f"{type(bb).__name__}: no blocks or stages to freeze or unfreeze")
+    "The blocks (ViT) or stages (CNN, Swin) of a timm backbone, input to output."
+    return [bb.get_submodule(n) for n in unit_names(bb)]
 
 def _tail(bb) -> list:
-    "Modules after the last unit: the final norm (and a CNN's norm_pre)."
-    names = ("norm", "fc_norm", "head") + (("norm_pre",) if not hasattr(bb, "blocks") else ())
-    return [m for n in names if isinstance(m := getattr(bb, n, None), nn.Module)]
+    "The top-level modules after the last unit: final norms, a CNN's head convolution (EfficientNet) or norm_pre."
+    kids, last = list(bb.named_children()), unit_names(bb)[-1].split(".")[0]
+    return [m for _, m in kids[[n for n, _ in kids].index(last) + 1:]]
 
 def set_trainable(bb, k) -> None:
     "Train the last `k` units of backbone `bb` (None: all) and what follows them; freeze the rest."
@@ -318,15 +329,25 @@ def blocks_at(cfg: FinetuneConfig, epoch) -> int|None:
 LORA_LAYERS = {"qkv": ("attn.qkv", "attn.q_proj", "attn.k_proj", "attn.v_proj"), "proj": ("attn.proj",),
                "mlp": ("mlp.fc1", "mlp.fc2", "mlp.fc1_g", "mlp.fc1_x")}
 
+def _lora_layers(bb, targets, blocks=0) -> list:
+    "Linear layers of the last `blocks` units (0: all) whose names end as `targets` (comma-separated) say."
+    units = unit_names(bb); under = tuple(u + "." for u in units[len(units) - (blocks or len(units)):])
+    ends = tuple(s for t in targets.split(",") for s in LORA_LAYERS[t])
+    return [m for m, mod in bb.named_modules() if isinstance(mod, nn.Linear) and m.endswith(ends) and m.startswith(under)]
+
 def add_lora(bb, cfg: FinetuneConfig) -> list:
-    "Inject peft LoRA adapters into the chosen layers of the last `lora_blocks` units; freeze everything else."
+    """Inject peft LoRA adapters into the chosen layers of the last `lora_blocks` units; freeze everything else.
+    DINOv3 ViTs with q/v biases (timm's `*_dinov3_qkvb`) fuse the bias into `F.linear(x, qkv.weight)`, which would
+    bypass the adapter: their attention is switched to timm's equal separate-bias path first."""
     from peft import LoraConfig, inject_adapter_in_model
-    prefix = next(p for p in ("blocks", "stages", "layers") if hasattr(bb, p))
-    n = len(backbone_units(bb)); first = n - (cfg.lora_blocks or n)
-    ends = tuple(s for t in cfg.lora_targets.split(",") for s in LORA_LAYERS[t])
-    names = [m for m, mod in bb.named_modules() if isinstance(mod, nn.Linear) and m.endswith(ends)
-             and (ix := re.match(rf"{prefix}\.(\d+)\.", m)) and int(ix[1]) >= first]
-    if not names: raise ConfigError(f"--lora-targets {cfg.lora_targets}: no such layers in {type(bb).__name__}")
+    names = _lora_layers(bb, cfg.lora_targets, cfg.lora_blocks)
+    if not names:
+        fits = [t for t in LORA_LAYERS if _lora_layers(bb, t)]
+        raise ConfigError(f"--lora-targets {cfg.lora_targets}: {type(bb).__name__} has no such layers; " + (
+            f"it has {', '.join(fits)}" if fits else "LoRA adapts linear layers and this CNN has none: "
+            "fine-tune it with --train-blocks or --unfreeze instead"))
+    for m in bb.modules():
+        if getattr(m, "q_bias", None) is not None and hasattr(m, "qkv_bias_separate"): m.qkv_bias_separate = True
     inject_adapter_in_model(
         LoraConfig(
             r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_rank, target_modules=names, lora_dropout=0.0

@@ -258,7 +258,8 @@ def fit_projection(tiles, # (T, V, D) training tiles (all views)
     mu, D = flat.mean(0), flat.shape[1]
     if not pca or pca >= D: return mu, torch.diag(1 / flat.std(0).clamp(min=1e-6))
     c = flat - mu
-    evals, evecs = torch.linalg.eigh(c.T @ c / max(1, len(c) - 1))
+    cov = (c.T @ c / max(1, len(c) - 1)).double()   # float64: float32 eigh fails on near-identical tiles
+    evals, evecs = (t.float() for t in torch.linalg.eigh(cov))
     evals, evecs = evals.flip(0)[:pca].clamp(min=1e-8), evecs.flip(1)[:, :pca]
     evecs = evecs * torch.sign(evecs[evecs.abs().argmax(0), torch.arange(pca)])   # deterministic signs
     return mu, evecs / evals.sqrt()

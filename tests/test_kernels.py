@@ -14,13 +14,15 @@ def run_nb(name, out_dir, **params):
                                parameters=params, kernel_name="python3", cwd=str(out_dir), progress_bar=False)
 
 
-def test_papermill_train_two_backbones_then_infer(tmp_path):
+def test_papermill_train_three_backbones_then_infer(tmp_path):
     work = str(tmp_path / "work")
     run_nb("train", tmp_path, work_dir=work, backbone="vegetation", head="composition", folds=2, epochs=3, tile=64, stride=64)
     run_nb("train", tmp_path, work_dir=work, backbone="test_vit", random_init=True, input_size=32, feature="cls+mean", views="none",
            head="mil", folds=2, epochs=3, tile=64, stride=64)
+    run_nb("train", tmp_path, work_dir=work, backbone="resnet10t", random_init=True, input_size=64, views="none",
+           head="mil", folds=2, epochs=3, tile=64, stride=64)      # a plain timm CNN, its default feature (auto: mean)
     runs = sorted(p.parent.name for p in Path(work, "runs").glob("*/metrics.json"))
-    assert runs == ["test_vit_mil_smoothl1", "vegetation_composition_smoothl1"]
+    assert runs == ["resnet10t_mil_smoothl1", "test_vit_mil_smoothl1", "vegetation_composition_smoothl1"]
     for r in runs: assert json.loads(Path(work, "runs", r, "metrics.json").read_text())["n_images"] == 24
     out = tmp_path / "submission.csv"
     nb = run_nb("infer", tmp_path, work_dir=work, submission=str(out))
