@@ -82,9 +82,8 @@ def folds(data_dir, # folder holding train.csv
           overwrite=False, # replace an existing `out`
          ):
     "Write the grouped (by sampling date), state-stratified fold of every training image."
-    from image2biomass.files import write_csv
-    out = Path(out)
-    if out.exists() and not overwrite: raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    from image2biomass.files import write_csv, check_output
+    out = check_output(out, [Path(data_dir) / "train.csv"], overwrite)
     train = _data.read_train(Path(data_dir) / "train.csv")
     train["fold"] = _data.make_folds(train, n_splits, seed)
     write_csv(train[["image_id", "date", "State", "fold"]], out)

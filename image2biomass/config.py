@@ -5,7 +5,7 @@ Python API, the command line (choices and help derived from it) and the papermil
 
 # %% ../nbs/00b_config.ipynb #f58b543a
 from __future__ import annotations
-import dataclasses, os
+import dataclasses, math, os
 from typing import ClassVar, Literal, get_args, get_origin, get_type_hints
 
 # %% auto #0
@@ -39,6 +39,7 @@ def _check(name, v, t, bounds):
         raise ConfigError(f"{flag(name)} {v!r}: must be an integer")
     if t is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
         raise ConfigError(f"{flag(name)} {v!r}: must be a number")
+    if t is float and not math.isfinite(v): raise ConfigError(f"{flag(name)} {v}: must be a finite number")
     if t is str and not isinstance(v, str): raise ConfigError(f"{flag(name)} {v!r}: must be a string")
     lo, hi = bounds.get(name, (None, None))
     if lo is not None and v < lo: raise ConfigError(f"{flag(name)} {v}: must be >= {lo}")

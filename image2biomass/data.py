@@ -112,9 +112,12 @@ def read_train(csv, # path of the competition's train.csv (long format, 5 rows p
     date = pd.to_datetime(df.Sampling_Date, format="%Y/%m/%d", errors="coerce")
     bad = date.isna()
     if bad.any(): problems.append(f"Sampling_Date not a date like 2015/9/4 in {_lines(df, df.index[bad])}")
-    for col in ["Pre_GSHH_NDVI", "Height_Ave_cm"]:
-        bad = pd.to_numeric(df[col], errors="coerce").isna()
-        if bad.any(): problems.append(f"{col} not numeric in {_lines(df, df.index[bad])}")
+    for col, lo, hi in [("Pre_GSHH_NDVI", -1, 1), ("Height_Ave_cm", 0, np.inf)]:   # NDVI is a ratio; heights >= 0
+        v = pd.to_numeric(df[col], errors="coerce")
+        bad = ~np.isfinite(v) | (v < lo) | (v > hi)
+        if bad.any(): problems.append(f"{col} not a number in [{lo}, {hi}] in {_lines(df, df.index[bad])}")
+    bad = df.State.astype(str).str.strip() == ""
+    if bad.any(): problems.append(f"State empty in {_lines(df, df.index[bad])}")
     known = df.target_name.isin(TARGETS) & ~df.sample_id.duplicated(keep=False)
     counts = image_id[known].value_counts()
     lacking = counts.index[counts < len(TARGETS)]
@@ -139,6 +142,7 @@ def read_train(csv, # path of the competition's train.csv (long format, 5 rows p
 def read_pseudo_labels(csv, # image_id, image_path (relative to data_dir) and the 5 targets in grams
                        data_dir, # the folder the image paths are relative to
                        train_ids=(), # the training images' ids: a pseudo-labelled image must not be one of them
+                       allow_outside=False, # accept image paths (or symlinks) that lead outside data_dir
                       ) -> pd.DataFrame:
     "Read and validate pseudo-labels: known columns, finite non-negative grams, existing test images."
     df = _read_csv(csv, ["image_id", "image_path", *TARGETS], "pseudo-label")
@@ -147,8 +151,7 @@ def read_pseudo_labels(csv, # image_id, image_path (relative to data_dir) and th
     problems = [f"non-finite or negative grams in {_lines(df, df.index[bad])}"] if bad.any() else []
     if dup := sorted(set(df.image_id) & set(train_ids)):
         problems.append(f"{len(dup)} training image(s), not test images: {dup[:5]}")
-    if absent := [p for p in df.image_path if not (Path(data_dir) / p).is_file()]:
-        problems.append(f"{len(absent)} image(s) not found under {data_dir}: {absent[:5]}")
+    _check_files(df, data_dir, problems, allow_outside)   # confined to data_dir like the data CSVs' paths
     _raise(csv, problems)
     return df.assign(**{t: y[:, j] for j, t in enumerate(TARGETS)})
 
@@ -292,6 +295,7 @@ def open_image(path, # image file
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = max_pixels   # PIL's own cap (it refuses above twice this) follows --max-pixels
             im = Image.open(path)
     except UnidentifiedImageError as e:
         raise ImageError(f"{path}: not a recognised image file ({e.__class__.__name__}); is it really an image?") from e
@@ -414,6 +418,9 @@ def make_synthetic_dataset(
     from tqdm.auto import tqdm
     out = Path(out_dir)
     if n_train < 1 or n_test < 1: raise ValueError(f"n_train and n_test must be >= 1, got {n_train}, {n_test}")
+    if not 1 <= quality <= 100: raise ValueError(f"--quality {quality}: a JPEG quality from 1 to 100")
+    if not 0 <= stamps <= 1: raise ValueError(f"--stamps {stamps}: the share of photos with a stamp, from 0 to 1")
+    if min(size) < 8: raise ValueError(f"--size {size[0]} {size[1]}: height and width of at least 8 pixels")
     if (out / "train.csv").exists() and not overwrite:
         raise FileExistsError(
             f"{out} already holds a dataset (train.csv); pass overwrite=True (CLI: --overwrite) to replace it"

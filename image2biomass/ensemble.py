@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from scipy.optimize import minimize
 from .data import TARGETS, TARGET_WEIGHTS, weighted_r2
-from .files import write_json
+from .files import write_json, check_output
 from .runs import read_oof, RunError
 
 # %% auto #0
@@ -96,8 +96,7 @@ def build_ensemble(runs, # run folders (train-heads or train), cross-validated o
                    overwrite=False, # replace an existing spec
                   ) -> dict:
     "Fit blend weights on the runs' OOF predictions; write (atomically) and return the spec, runs relative to it."
-    out = Path(out)
-    if out.exists() and not overwrite: raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    out = check_output(out, runs, overwrite, within=runs)   # never a run's file, never inside a run
     if method not in ("weights", "ridge"): raise EnsembleError(f"--method {method!r}: choose weights or ridge")
     ids, folds, y, P = load_oofs(runs)
     spec_fit = fit_weights(y, P) if method == "weights" else fit_ridge(y, P)
@@ -137,11 +136,13 @@ def load_ensemble(path) -> dict:
     except (ValueError, UnicodeDecodeError) as e: raise EnsembleError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(spec, dict) or spec.get("kind") != "ensemble":
         raise EnsembleError(f"{path} is not an ensemble spec")
-    runs, roots = spec.get("runs") or [], [
-        path.resolve().parent.parent,
-        Path.cwd().resolve(),
-    ]  # the spec's project, or here
-    if not isinstance(runs, list) or not runs: raise EnsembleError(f"{path}: no runs")
+    runs, roots = spec.get("runs"), [path.resolve().parent.parent, Path.cwd().resolve()]  # the spec's project, or here
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, str) and r.strip() for r in runs):
+        raise EnsembleError(f"{path}: field runs must be a non-empty list of run folders (strings, relative to the "
+                            f"spec), got {_show(runs)}")
+    if not isinstance(spec.get("folds_sha256"), (str, type(None))):
+        raise EnsembleError(f"{path}: field folds_sha256 must be a string, got {_show(spec['folds_sha256'])}")
+    _check_blend(path, spec, len(runs))
     paths = []
     for r in runs:
         if Path(r).is_absolute():
@@ -161,25 +162,40 @@ def load_ensemble(path) -> dict:
         raise EnsembleError(
             f"{path}: its runs' folds changed since the blend was fitted; rebuild it with image2biomass ensemble"
         )
-    _check_blend(path, spec, len(paths))
     return {**spec, "run_paths": paths}
 
 # %% ../nbs/06_ensemble.ipynb #349220b5
-def _check_blend(path, spec, n_runs):
-    if spec.get("method") == "ridge":
-        for t in TARGETS:
-            c = np.asarray(spec.get("ridge", {}).get(t, {}).get("coef", []), float)
-            if len(c) != n_runs or (c < 0).any() or not np.isfinite(c).all():
-                raise EnsembleError(f"{path}: ridge coefficients of {t} must be {n_runs} non-negative numbers")
-        return
-    if spec.get("method") != "weights":
-        raise EnsembleError(f"{path}: method {spec.get('method')!r}; expected weights or ridge")
+def _show(x, n=80) -> str:
+    "A JSON value, shortened, for an error message."
+    s = "nothing" if x is None else json.dumps(x)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+def _numbers(x, n) -> bool:
+    "Whether `x` is a list of `n` finite numbers (booleans and strings are not numbers)."
+    return (isinstance(x, list) and len(x) == n   # the comparison refuses nan, inf and integers too large for a float
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e300 for v in x))
+
+def _check_blend(path, # the spec file, for the messages
+                 spec, # the spec's JSON
+                 n_runs, # how many runs it blends
+                ):
+    "Raise `EnsembleError` naming the spec and the field unless its blend has the right types and shapes."
+    method = spec.get("method")
+    if method not in ("weights", "ridge"):
+        raise EnsembleError(f"{path}: field method is {_show(method)}; expected weights or ridge")
+    table = spec.get(method)
+    if not isinstance(table, dict):
+        raise EnsembleError(f"{path}: field {method} must map each target ({', '.join(TARGETS)}) to its blend, "
+                            f"got {_show(table)}")
     for t in TARGETS:
-        w = np.asarray(spec.get("weights", {}).get(t, []), float)
-        if len(w) != n_runs or (w < 0).any() or not np.isfinite(w).all() or abs(w.sum() - 1) > 1e-3:
-            raise EnsembleError(
-                f"{path}: weights of {t} must be {n_runs} non-negative numbers summing to 1, got {w.tolist()}"
-            )
+        b = table.get(t)
+        if method == "weights" and (not _numbers(b, n_runs) or min(b) < 0 or abs(sum(b) - 1) > 1e-3):
+            raise EnsembleError(f"{path}: field weights.{t} must be {n_runs} non-negative numbers (one per run) "
+                                f"summing to 1, got {_show(b)}")
+        if method == "ridge" and not (isinstance(b, dict) and _numbers(b.get("coef"), n_runs) and min(b["coef"]) >= 0
+                                      and _numbers([b.get("intercept")], 1)):
+            raise EnsembleError(f"{path}: field ridge.{t} must hold coef ({n_runs} non-negative numbers, one per run) "
+                                f"and intercept (a number), got {_show(b)}")
 
 # %% ../nbs/06_ensemble.ipynb #01ad6802
 def train_ensemble(backbones: list, # backbone names, e.g. dinov2_base convnext_large

@@ -12,17 +12,18 @@ from PIL import Image, UnidentifiedImageError
 from . import __version__
 from typing import ClassVar, Literal
 from .config import Config, ConfigError
+from .files import check_output
 from .runtime import resolve_device, autocast, Dist, set_threads
 from .data import read_train, read_test, load_image, open_image, ImageError, MAX_PIXELS
 from .tiling import layout_boxes, crop_tiles, d4_tensor, view_indices, LAYOUTS
 from .clean import clean_image, CLEAN
-from .backbones import load_backbone, feature_names, describe_backbone, parse_feature, VEGETATION
+from .backbones import load_backbone, feature_names, describe_backbone, parse_feature, VEGETATION, sha256_file
 from .store import (open_store_for_writing, merge_stores, compress_store, FeatureStore, StoreError,
                                  partial_path)
 
 # %% auto #0
-__all__ = ['LAST_RUN', 'ExtractConfig', 'image_size', 'list_images', 'TileDataset', 'TileBatcher', 'shard_path', 'fingerprint',
-           'extract']
+__all__ = ['LAST_RUN', 'ExtractConfig', 'image_size', 'list_images', 'TileDataset', 'TileBatcher', 'shard_path', 'images_digest',
+           'fingerprint', 'extract']
 
 # %% ../nbs/02c_extract.ipynb #b17e8cb9
 @dataclass
@@ -182,14 +183,25 @@ def shard_path(out, # the store being made
               ) -> Path:
     out = Path(out); return out.with_name(f"{out.stem}.shard{k}of{n}{out.suffix}")
 
+def images_digest(paths) -> str:
+    "sha256 over the bytes of every image, in order (a missing or unreadable file counts as its error's text)."
+    h = hashlib.sha256()
+    for p in paths:
+        try: h.update(sha256_file(p).encode())
+        except OSError as e: h.update(f"{type(e).__name__}:{p}".encode())
+    return h.hexdigest()
+
 def fingerprint(cfg: ExtractConfig, # the extraction's settings
                 info: dict, # the backbone's description (from load_backbone)
                 image_ids, # every image of the split, in store order
                 shard="", # k/n of a shard, or empty
+                paths=None, # the images' files: their bytes are fingerprinted too (a changed photo is re-extracted)
                ) -> dict:
-    "What determines a store's contents: the model and its weights, the tiling, the views, the dtype and the split's images (all shards)."
+    """What determines a store's contents: the model and its weights, the tiling, the views, the dtype, the split's
+    image ids and the images' bytes (all shards)."""
     h = hashlib.sha256(json.dumps(list(image_ids)).encode()).hexdigest()
     fp = {k: v for k, v in info.items() if k != "weights_file"}
+    if paths is not None: fp["images_content"] = images_digest(paths)
     fp.update(
         layout=cfg.layout,
         tile=cfg.tile,
@@ -217,12 +229,6 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None) -> Path:
     all_ids, all_paths = list_images(cfg)
     sel = list(range(k, len(all_ids), n))
     ids, paths = [all_ids[j] for j in sel], [all_paths[j] for j in sel]
-    with warnings.catch_warnings():
-        if not cfg.progress: warnings.simplefilter("ignore")
-        fx, info = load_backbone(cfg.backbone, cfg.feature, cfg.weights, cfg.random_init, cfg.input_size or None,
-                                 tile=cfg.tile if cfg.layout == "grid" else None, scales=cfg.scales)
-    size = info["input_size"]
-    if cfg.progress: print(describe_backbone(info))
     sizes, boxes, header_errors = [], [], {}
     for j, p in enumerate(paths):
         try: hw = image_size(p, cfg.max_pixels)
@@ -231,12 +237,21 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None) -> Path:
             header_errors[j] = str(e); hw = (0, 0)
         sizes.append(hw)
         boxes.append(layout_boxes(*hw, cfg.layout, cfg.tile, cfg.stride) if hw != (0, 0) else np.zeros((0, 4), np.int32))
+    if cfg.layout == "grid" and (big := max((max(hw) for hw in sizes), default=0)) and cfg.tile > max(2 * big, 4096):
+        raise ConfigError(f"--tile {cfg.tile} is larger than every image (the largest side is {big} px), more than "
+                          "twice: its tiles would be mostly padding; choose a tile no larger than the images")
+    with warnings.catch_warnings():
+        if not cfg.progress: warnings.simplefilter("ignore")
+        fx, info = load_backbone(cfg.backbone, cfg.feature, cfg.weights, cfg.random_init, cfg.input_size or None,
+                                 tile=cfg.tile if cfg.layout == "grid" else None, scales=cfg.scales)
+    size = info["input_size"]
+    if cfg.progress: print(describe_backbone(info))
     fx = fx.to(device).eval()
     if device.type == "cuda": fx = fx.to(memory_format=torch.channels_last)
     views = view_indices(cfg.views)
     names = feature_names(fx, size)
     dim = sum(w for _, w in names)
-    fp = fingerprint(cfg, info, all_ids, f"{k}/{n}" if n > 1 else "")
+    fp = fingerprint(cfg, info, all_ids, f"{k}/{n}" if n > 1 else "", all_paths)
     w = open_store_for_writing(out, fp, ids, boxes, sizes, len(views), dim, cfg.dtype, overwrite=cfg.overwrite,
                                commit_every=cfg.commit_every, names=names)
     if w is None:
@@ -296,7 +311,8 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None) -> Path:
 def extract(cfg: ExtractConfig = None, **kwargs) -> Path:
     "Extract tile features of a dataset split into a feature store; resumes, refuses mismatched stores, shards under torchrun."
     cfg = dataclasses.replace(cfg or ExtractConfig(), **kwargs)
-    out = Path(cfg.out)
+    d = Path(cfg.data_dir)   # an existing store is the store's own business (resume, refuse, --overwrite) below
+    out = check_output(cfg.out, [d / f"{cfg.split}.csv", d / "sample_submission.csv", d / cfg.split], overwrite=True)
     if cfg.shard:
         k, n = _parse_shard(cfg.shard)
         return _extract_one(cfg, shard_path(out, k, n), k, n)

@@ -9,8 +9,9 @@ import contextlib, errno, json, os, signal, tempfile
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['fsync_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'save_tensors', 'save_figure', 'OutputError',
-           'os_error_message', 'check_space', 'check_writable', 'StateError', 'save_state', 'load_state']
+__all__ = ['fsync_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'tensors_sha256', 'save_tensors', 'save_figure',
+           'OutputError', 'os_error_message', 'check_space', 'check_writable', 'check_output', 'StateError',
+           'save_state', 'load_tensors', 'load_state']
 
 # %% ../nbs/00a_files.ipynb #ffa206b6
 _WRITES = [0]
@@ -63,15 +64,25 @@ def write_csv(df, path):
     with atomic_path(path) as tmp: df.to_csv(tmp, index=False)
     return Path(path)
 
+def tensors_sha256(tensors) -> str:
+    "sha256 over the names, dtypes, shapes and bytes of tensors, in name order: a checkpoint's content checksum."
+    import hashlib, torch
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}\n".encode()); h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
 def save_tensors(tensors, # name -> tensor
                  path, # the .safetensors file to write
                  metadata=None, # str -> str header metadata
                 ):
-    "Write a safetensors file atomically (an I/O error of its Rust writer becomes the OSError it is)."
+    "Write a safetensors file atomically, with its content checksum (an I/O error becomes the OSError it is)."
     import re
     from safetensors.torch import save_file
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        try: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        try: save_file(tensors, tmp, metadata={**(metadata or {}), "sha256": tensors_sha256(tensors)})
         except Exception as e:
             if m := re.search(r"os error (\d+)", str(e)): raise OSError(int(m[1]), os.strerror(int(m[1])), str(path)) from None
             raise
@@ -113,6 +124,32 @@ def check_writable(folder) -> Path:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"): pass
     except OSError as e: raise OutputError(os_error_message(e, folder)) from None
     return folder
+
+# %% ../nbs/00a_files.ipynb #3057ef98
+def _holds(a, b) -> bool:
+    "True when resolved path `a` is `b` or a folder above it."
+    a, b = Path(a).resolve(), Path(b).resolve()
+    return a == b or a in b.parents
+
+def check_output(out, # the file to write
+                 inputs=(), # paths the command reads (files or folders): `out` may not be or hold one
+                 overwrite=False, # whether an existing `out` may be replaced
+                 flag="--out", # how the user names `out`
+                 within=(), # folders `out` may not lie inside (run folders hold only what their run made)
+                ) -> Path:
+    "Refuse, before any work, an output that is or holds an input, lies in a run, is a folder, or exists already."
+    out = Path(out)
+    if out.name in ("", ".", ".."): raise OutputError(f"{flag} {out}: name a file, e.g. {flag} out/submission.csv")
+    if hit := next((Path(i) for i in inputs if _holds(out, i)), None):
+        what = "the input" if out.resolve() == hit.resolve() else "a folder holding the input"
+        raise OutputError(f"{flag} {out} would replace {what} {hit}; choose another {flag}")
+    if hit := next((Path(w) for w in within if _holds(w, out)), None):
+        raise OutputError(f"{flag} {out} lies inside the run {hit}, which holds only what its run made; "
+                          f"choose another {flag}")
+    if out.is_dir(): raise OutputError(f"{flag} {out} is a folder; name a file (e.g. {out / 'out.csv'})")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another {flag}")
+    return out
 
 # %% ../nbs/00a_files.ipynb #77408775
 def _flatten(obj, key, tensors):
@@ -157,16 +194,24 @@ def save_state(state, # nested dicts / lists / tuples of tensors, arrays and pla
     skeleton = _flatten(state, "s", tensors)
     return save_tensors(tensors, path, metadata={"image2biomass_state": json.dumps(skeleton)})
 
-def load_state(path) -> dict:
-    "Read a state written by `save_state` (no unpickling, ever)."
+def load_tensors(path, # a .safetensors file written by `save_tensors`
+                 fix="retrain it, or restore it from a copy", # what the user can do about a damaged file
+                ) -> tuple: # (tensors by name, header metadata)
+    "Read a safetensors file and verify its checksum: a truncated or altered file is one `StateError`, never used."
     from safetensors import safe_open
     path = Path(path)
     try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        with safe_open(str(path), "pt") as f: meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
-        raise StateError(f"{path}: not a readable safetensors checkpoint ({str(e)[:120]}); it is not loaded. "
-                         "Delete it and start this fold again (or the whole run with --overwrite)") from None
+        raise StateError(f"{path}: not a readable safetensors file ({str(e)[:120]}); it is not used: {fix}") from None
+    if "sha256" in meta and tensors_sha256(tensors) != meta["sha256"]:   # files of versions before checksums: none
+        raise StateError(f"{path}: its tensors do not match the checksum written with them (the file was changed "
+                         f"or damaged); it is not used: {fix}")
+    return tensors, meta
+
+def load_state(path) -> dict:
+    "Read a state written by `save_state` (no unpickling, ever)."
+    path = Path(path)
+    tensors, meta = load_tensors(path, "delete it and start this fold again (or the whole run with --overwrite)")
     if "image2biomass_state" not in meta: raise StateError(f"{path}: a safetensors file without training state")
     return _unflatten(json.loads(meta["image2biomass_state"]), tensors)

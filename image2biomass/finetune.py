@@ -624,7 +624,11 @@ def _prepare(cfg: FinetuneConfig, out: Path, part: Path):
         raise FileExistsError(
             f"{part} holds an interrupted run; pass --resume to continue it or --overwrite to start again"
         )
+    data = _data_sha256(cfg)
     if cfg.resume and (part / "config.json").exists():
+        if read_config(part).get("data_sha256", data) != data:
+            raise RunError(f"{part} was started on other data: {cfg.data_dir}/train.csv (or --pseudo-labels) changed "
+                           "since; resume needs the same data: start again with --overwrite")
         old = read_config(part)["config"]
         diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in _VOLATILE and old.get(k) != v}
         if diff:
@@ -633,7 +637,13 @@ def _prepare(cfg: FinetuneConfig, out: Path, part: Path):
                 "resume with the same options, or start again with --overwrite"
             )
     start_run(out, overwrite=cfg.overwrite or (cfg.resume and part.exists()), resume=cfg.resume)
-    write_json(part / "config.json", dict(kind="finetune", config=asdict(cfg)))
+    write_json(part / "config.json", dict(kind="finetune", config=asdict(cfg), data_sha256=data))
+
+def _data_sha256(cfg: FinetuneConfig) -> str:
+    "sha256 of the CSVs a run trains on (train.csv, and the pseudo-labels): a resume needs the same ones."
+    from image2biomass.backbones import sha256_file
+    csvs = [Path(cfg.data_dir) / "train.csv", *([Path(cfg.pseudo_labels)] if cfg.pseudo_labels else [])]
+    return ",".join(sha256_file(p) if p.is_file() else "missing" for p in csvs)
 
 # %% ../nbs/05b_finetune.ipynb #a95d18e5
 def _samples(cfg: FinetuneConfig) -> tuple: # (Samples, train frame, folds, pseudo-labelled Samples or None)
@@ -643,7 +653,7 @@ def _samples(cfg: FinetuneConfig) -> tuple: # (Samples, train frame, folds, pseu
                 aux_targets(df) if cfg.aux else None, state_index(df.State) if cfg.aux else None)
     extra = None
     if cfg.pseudo_labels:
-        pl = read_pseudo_labels(cfg.pseudo_labels, d, set(df.image_id))
+        pl = read_pseudo_labels(cfg.pseudo_labels, d, set(df.image_id), allow_outside=cfg.allow_outside_paths)
         n = len(pl)
         extra = Samples([d / p for p in pl.image_path], pl[TARGETS].to_numpy(float), np.full(n, cfg.pseudo_weight),
                         np.full((n, len(AUX_NAMES)), np.nan) if cfg.aux else None, np.full(n, -1) if cfg.aux else None)

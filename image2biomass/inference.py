@@ -20,13 +20,14 @@ from image2biomass.data import (
     read_train,
     to_submission,
     DataError,
+    ImageError,
     load_image,
     MAX_PIXELS,
 )
-from .files import write_csv, save_figure, check_writable
+from .files import write_csv, save_figure, check_writable, check_output, OutputError
 from .losses import CLOVER, DEAD, GREEN, TOTAL, GDM
 from .ensemble import blend, spec_blend, load_ensemble, EnsembleError
-from .runs import read_config, fold_files, read_oof, read_fold, RunError
+from .runs import read_config, fold_files, run_folds, read_oof, read_fold, RunError
 from .store import FeatureStore, StoreError, partial_path
 
 # %% auto #0
@@ -80,7 +81,8 @@ def run_kind(run) -> str: return read_config(run).get("kind", "heads")
 def _test_store_path(fp, features_dir, split, image_ids) -> Path:
     "A store name unique to the extraction settings and the images; no part of it comes from a file unsanitised."
     import re
-    keep = {k: v for k, v in fp.items() if k not in ("split", "images_sha256", "n_images", "shard", "package_version")}
+    per_split = ("split", "images_sha256", "images_content", "n_images", "shard", "package_version")
+    keep = {k: v for k, v in fp.items() if k not in per_split}
     h = hashlib.sha256(json.dumps([keep, list(image_ids)], sort_keys=True).encode()).hexdigest()[:12]
     return Path(features_dir) / f"{split}_{re.sub(r'[^A-Za-z0-9._-]', '_', str(fp.get('backbone', 'x')))[:60]}_{h}.h5"
 
@@ -126,6 +128,10 @@ def extract_like(fp, # fingerprint of the store the run was trained on
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore"); extract(ec)
             FeatureStore(out).load_all(); return out
+        except ImageError as e:                 # extract's --on-error skip is not an option here: every image counts
+            msg = str(e).split(". Fix or remove")[0].split(". " + str(partial_path(out)))[0]
+            raise ImageError(f"{msg}. A prediction needs every image of the split: fix or replace the file, then "
+                             "rerun") from None
         except StoreError as e:
             if attempt == 2 or not (out.exists() or partial_path(out).exists()): raise
             print(
@@ -153,8 +159,14 @@ def predict_heads_run(run, # a train-heads run folder
     from image2biomass.tiling import cell_rects
     cfg = read_config(run)
     fp, tc = cfg["store_fingerprint"], cfg["config"]
-    st = extract_like(fp, data_dir, image_ids, split, Path(features_dir or Path(run) / "features"), weights, workers,
-                      batch_size, device, progress, str(run), max_pixels, allow_outside)
+    fd = Path(features_dir or Path(run) / "features")
+    if not features_dir:   # the run's own cache folder: read-only where runs are inputs (Kaggle's /kaggle/input)
+        try: check_writable(fd)
+        except OutputError:
+            raise OutputError(f"{fd}: not writable (a read-only run folder, as under /kaggle/input); the test features "
+                              "need a cache folder: pass --features-dir, e.g. /kaggle/working/features") from None
+    st = extract_like(fp, data_dir, image_ids, split, fd, weights, workers, batch_size, device, progress, str(run),
+                      max_pixels, allow_outside)
     X, mask, kept = load_bags(st, list(image_ids), split=split, slices=tc.get("slices", ""))
     if len(kept) != len(image_ids):
         raise DataError(
@@ -227,8 +239,7 @@ def predict_finetune_run(run, # a fine-tuned run folder
     from image2biomass.tiling import d4_tensor, view_indices, cell_rects, layout_boxes
     from image2biomass.runtime import resolve_device, autocast
     cj, dev = read_config(run), resolve_device(device)
-    folds = fold_files(run)
-    if not folds: raise RunError(f"{run} holds no fold checkpoints")
+    folds = run_folds(run)
     preds, grams = [], []
     for k, f in tqdm(folds, desc=f"predict {Path(run).name}", disable=not progress):
         m, cfg = _finetune_model(run, cj, f, weights); m.to(dev); cfg = dataclasses.replace(cfg, max_pixels=max_pixels)
@@ -364,7 +375,7 @@ def _runs_of(cfg: PredictConfig) -> tuple: # (run folders, ensemble spec or None
     if not runs: raise ConfigError("give --runs R1 [R2 ...] or --ensemble spec.json")
     return runs, None
 
-def _check_options(cfg: PredictConfig, kinds):
+def _check_options(cfg: PredictConfig, kinds, runs):
     "Options that would silently do nothing for these runs are errors."
     if cfg.tta != "none" and "finetune" not in kinds:
         raise ConfigError(
@@ -375,6 +386,17 @@ def _check_options(cfg: PredictConfig, kinds):
         raise ConfigError("--postprocess state-rules needs --state-run RUN")
     if cfg.state_run and cfg.postprocess != "state-rules":
         raise ConfigError("--state-run is used by --postprocess state-rules only")
+    if cfg.maps and "density" not in [_head_of(r) for r in runs]:
+        raise ConfigError("--maps draws a density head's grams per location; none of these runs has one "
+                          "(train-heads --head density, or train --head density)")
+    if cfg.weights and all(read_config(r).get("store_fingerprint", {}).get("backbone") == "vegetation" for r in runs):
+        raise ConfigError("--weights: these runs use the vegetation statistics, which have no weights")
+
+def _head_of(run) -> str:
+    "The head a run trained (fine-tuned auto: mil on tiles, mlp otherwise)."
+    c = read_config(run).get("config", {})
+    h = c.get("head", "")
+    return h if h != "auto" else ("mil" if c.get("layout") == "tiles" else "mlp")
 
 # %% ../nbs/07_inference.ipynb #64e279fd
 def _predict_runs(cfg, runs, kinds, d, ids, paths) -> tuple: # ((runs, n, 5), maps of the first density run or None)
@@ -413,6 +435,9 @@ def _predict_runs(cfg, runs, kinds, d, ids, paths) -> tuple: # ((runs, n, 5), ma
             )
         else:
             raise RunError(f"{r} is a {kind} run; predict takes train-heads and train runs")
+        if bad := int((~np.isfinite(res["pred"])).any(1).sum()):   # never projected to zeros and "validated"
+            raise RunError(f"{r}: predictions for {bad} of {len(ids)} images are not finite (NaN or inf): its fold "
+                           "checkpoints hold non-finite weights, or its features do; retrain the run")
         P.append(res["pred"])
         if maps is None and res.get("maps") is not None: maps = res["maps"]
     return np.stack(P), maps
@@ -441,14 +466,14 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
     "Predict the split with runs or an ensemble; write a validated submission (an existing file only with overwrite)."
     cfg = dataclasses.replace(cfg or PredictConfig(), **kwargs)
     out, d = Path(cfg.out), Path(cfg.data_dir)
-    if out.exists() and not cfg.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
+    runs, spec = _runs_of(cfg)
+    inputs = [d / f"{cfg.split}.csv", d / "sample_submission.csv", *runs, *([cfg.ensemble] if cfg.ensemble else [])]
+    check_output(out, inputs, cfg.overwrite, within=runs)
     check_writable(out.parent)                                     # before any long work
     set_threads(cfg.workers)
     if cfg.maps: check_writable(cfg.maps)
-    runs, spec = _runs_of(cfg)
     kinds = [run_kind(r) for r in runs]
-    _check_options(cfg, kinds)
+    _check_options(cfg, kinds, runs)
     rd = read_test if cfg.split == "test" else read_train
     df = rd(d / f"{cfg.split}.csv", data_dir=d, allow_outside=cfg.allow_outside_paths)
     ids, paths = list(df.image_id), [d / p for p in df.image_path]

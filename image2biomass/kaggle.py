@@ -4,14 +4,17 @@
 
 # %% ../nbs/10_kaggle.ipynb #b96bb6b8
 from __future__ import annotations
-import dataclasses, json, shutil, subprocess, sys
+import dataclasses, json, math, os, re, shutil, subprocess, sys
+from typing import get_type_hints
 from pathlib import Path
 from .data import make_synthetic_dataset
-from .config import field_choices
+from .config import ConfigError, field_choices, flag, _check as _check_field
+from .runs import partial_dir, swap_in
 
 # %% auto #0
-__all__ = ['KERNEL_FIELDS', 'KERNEL_EXTRAS', 'KERNELS', 'kernel_data_dir', 'write_dataset_metadata', 'kernel_fields',
-           'kernel_parameters', 'kernel_config', 'build_wheelhouse', 'kernel_notebook', 'kaggle_bundle']
+__all__ = ['KERNEL_FIELDS', 'KERNEL_EXTRAS', 'BUNDLE_MARKER', 'KERNELS', 'kernel_data_dir', 'write_dataset_metadata',
+           'kernel_fields', 'kernel_parameters', 'kernel_config', 'check_kaggle_id', 'kernel_params',
+           'check_bundle_out', 'BundleError', 'build_wheelhouse', 'kernel_notebook', 'kaggle_bundle']
 
 # %% ../nbs/10_kaggle.ipynb #f092fa07
 def kernel_data_dir(data_dir, # the competition folder, or "" for a small synthetic dataset
@@ -145,6 +148,91 @@ def kernel_config(cls, # a stage's config class
     ]
     return cls(**{**{n: ns[n] for n in names if n not in fixed}, **fixed})
 
+# %% ../nbs/10_kaggle.ipynb #05bfb5a0
+_USER = r"[A-Za-z0-9][A-Za-z0-9_-]{0,49}"    # a Kaggle user (or organisation) name
+_SLUG = r"[A-Za-z0-9][A-Za-z0-9-]{2,49}"     # a dataset slug (Kaggle's are lowercase; case is left to Kaggle)
+_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"   # a model, framework or variation slug
+_IDS = {  # option -> (pattern, what it accepts)
+    "owner": (_USER, "a Kaggle user name (letters, digits, '-' or '_')"),
+    "wheels_slug": (_SLUG, "a Kaggle dataset slug (3-50 letters, digits or '-')"),
+    "dataset_sources": (f"{_USER}/{_SLUG}", "a Kaggle dataset owner/slug (slug: 3-50 letters, digits or '-')"),
+    "model_sources": (f"{_USER}/{_PART}/{_PART}/{_PART}/[0-9]+",
+                      "a Kaggle model owner/model/framework/variation/version (version: an integer)"),
+    "competition": (r"[a-z0-9][a-z0-9-]{0,99}", "a Kaggle competition slug (lowercase letters, digits or '-')"),
+}
+
+def check_kaggle_id(option, # owner | wheels_slug | dataset_sources | model_sources | competition
+                    value, # the id given for it
+                   ) -> str:
+    "`value` if it is a well-formed Kaggle id for `option`, else one `ConfigError` naming the option and what it takes."
+    pattern, what = _IDS[option]
+    if not isinstance(value, str) or ".." in value or not re.fullmatch(pattern, value):
+        raise ConfigError(f"{flag(option)} {value!r}: {what}")
+    return value
+
+# %% ../nbs/10_kaggle.ipynb #d8ef75a5
+def _is_data(v) -> bool:
+    "JSON data: None, bool, int, finite float, str, lists and str-keyed dicts of them; its repr is a literal, not code."
+    if v is None or type(v) in (bool, int, str): return True
+    if type(v) is float: return math.isfinite(v)                   # repr(nan) is a name, not a literal
+    if type(v) in (list, tuple): return all(map(_is_data, v))
+    return type(v) is dict and all(type(k) is str and _is_data(x) for k, x in v.items())
+
+def kernel_params(kernel, # extract | train | infer
+                  params, # JSON text of an object {parameter: value}, or a dict
+                 ) -> dict:
+    "`params` checked: each key a parameter of the kernel (`kernel_fields`), each value data its field accepts."
+    if isinstance(params, str):
+        try: params = json.loads(params)
+        except json.JSONDecodeError as e: raise ConfigError(f"--params {params!r}: not valid JSON ({e})") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"--params {params!r}: a JSON object of kernel parameters, e.g. '{{\"tta\": \"d4\"}}'")
+    fields, out = {n: (d, c) for n, d, _, c in kernel_fields(kernel)}, {}
+    for k, v in params.items():
+        if k not in fields:
+            raise ConfigError(f"--params {k!r}: not a parameter of the {kernel} kernel; choose from {list(fields)}")
+        if not _is_data(v):
+            raise ConfigError(f"--params {k!r}: {v!r} is not JSON data (text, finite number, bool, null, list, dict)")
+        d, cls = fields[k]
+        if cls is None and type(v) is not type(d):
+            raise ConfigError(f"--params {k!r}: {v!r} is not a {type(d).__name__}")
+        if cls is not None:                                        # the field's own check: type, choices, bounds
+            try: v = _check_field(k, v, get_type_hints(cls).get(k), cls.bounds)
+            except ConfigError as e: raise ConfigError(f"--params {k!r}: {e}") from None
+            except TypeError: raise ConfigError(f"--params {k!r}: {v!r} is not a value of {flag(k)}") from None
+        out[k] = v
+    return out
+
+# %% ../nbs/10_kaggle.ipynb #fdb4303b
+BUNDLE_MARKER = ".image2biomass-bundle"   # in every bundle folder: `--overwrite` may replace it
+_BUNDLE_ENTRIES = {BUNDLE_MARKER, "wheelhouse", "kernel"}   # all a bundle holds
+
+def _ours(folder) -> bool:
+    "An empty folder, or one holding the bundle marker."
+    return not any(folder.iterdir()) or (folder / BUNDLE_MARKER).is_file()
+
+def check_bundle_out(out, # the bundle folder to (re)make
+                     overwrite=False, # replace a bundle there
+                    ) -> Path:
+    "Refuse (before building) an `out` that is anything but absent, empty, or a bundle `overwrite` may replace."
+    out = Path(out)
+    if out.is_symlink(): raise FileExistsError(f"{out} is a symbolic link; choose a real folder for --out")
+    if not out.exists(): return out
+    if not out.is_dir(): raise FileExistsError(f"{out} is a file, not a folder; choose another --out")
+    if not _ours(out):
+        raise FileExistsError(
+            f"{out} is not a bundle made by kaggle-bundle (no {BUNDLE_MARKER} marker); choose another --out"
+        )
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in _BUNDLE_ENTRIES)
+    if foreign:
+        raise FileExistsError(
+            f"{out} holds files its bundle did not make ({', '.join(foreign[:3])}); "
+            "move them away or choose another --out"
+        )
+    if any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} already holds a bundle; pass --overwrite to replace it")
+    return out
+
 # %% ../nbs/10_kaggle.ipynb #6115ec21
 KERNELS = ("extract", "train", "infer")
 
@@ -156,31 +244,48 @@ def _repo_root() -> Path:
         )
     return root
 
+class BundleError(ValueError):
+    "pip could not download or build a wheel of the bundle; the message names the package and pip's error."
+
+def _pip_error(stderr) -> str:
+    "pip's error in one line: its last `ERROR:` line (+ the cause it shows after '╰─>'), else its last line."
+    lines = [l.strip() for l in stderr.splitlines() if l.strip()]
+    errs = [l.removeprefix("ERROR:").strip() for l in lines if l.startswith("ERROR:") and l != "ERROR: Exception:"]
+    cause = [l.lstrip("╰─> ").strip() for l in lines if l.startswith("╰─>")]
+    return (errs or lines or ["no error output"])[-1] + (f" ({cause[-1]})" if cause else "")
+
 def build_wheelhouse(out, # the wheelhouse folder
                      extra_packages=(), # extra requirements to include as wheels (dependencies Kaggle lacks)
                     ) -> list:
-    "Build the package wheel (and download extra wheels) into `out`; returns the wheel files."
+    "Download the wheels of `extra_packages` (first: a wrong name fails fast), then build the package's, into `out`."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip"]
-    r = subprocess.run(
-        [*pip, "wheel", "--no-deps", "-q", "-w", str(out), str(_repo_root())], capture_output=True, text=True
-    )
-    if r.returncode: raise RuntimeError(f"building the image2biomass wheel failed:\n{r.stderr[-2000:]}")
+    bad = [x for x in extra_packages if not isinstance(x, str) or not x.strip() or x.startswith("-")]
+    if bad: raise ConfigError(f"--extra-packages {bad[0]!r}: a requirement (name or name==version), not a pip option")
     if extra_packages:
         r = subprocess.run(
             [*pip, "download", "-q", "--only-binary=:all:", "-d", str(out), *extra_packages],
             capture_output=True,
             text=True,
         )
-        if r.returncode: raise RuntimeError(f"downloading {list(extra_packages)} failed:\n{r.stderr[-2000:]}")
+        if r.returncode:
+            pkgs = " ".join(extra_packages)
+            raise BundleError(f"--extra-packages {pkgs}: pip download failed: {_pip_error(r.stderr)}")
+    root = _repo_root()
+    r = subprocess.run([*pip, "wheel", "--no-deps", "-q", "-w", str(out), str(root)], capture_output=True, text=True)
+    if r.returncode:
+        raise BundleError(
+            f"building the image2biomass wheel failed: {_pip_error(r.stderr)} (pip wheel --no-deps {root} shows all)"
+        )
     return sorted(out.glob("*.whl"))
 
 # %% ../nbs/10_kaggle.ipynb #f071f0b0
 def kernel_notebook(kernel, # extract | train | infer
                     slug, # slug of the wheelhouse dataset
-                    parameters: dict, # parameter values for Kaggle
+                    parameters: dict, # parameter values for Kaggle (checked by `kernel_params`: names and data only)
                    ) -> dict:
     "The kernel notebook with an offline-install first cell and Kaggle parameters injected after its parameters cell."
+    slug, parameters = check_kaggle_id("wheels_slug", slug), kernel_params(kernel, parameters)
     nb = json.loads((_repo_root() / "nbs" / "kernels" / f"{kernel}.ipynb").read_text())
     install = dict(cell_type="code", id="i2b-install", execution_count=None, metadata={}, outputs=[],
                    source=[f"# offline install from the wheelhouse dataset (no internet on Kaggle)\n",
@@ -200,32 +305,15 @@ def kernel_notebook(kernel, # extract | train | infer
     return nb
 
 # %% ../nbs/10_kaggle.ipynb #3c05c7d3
-def kaggle_bundle(kernel="infer", # extract | train | infer
-                  competition="csiro-biomass", # competition slug (its data appears under /kaggle/input/<competition>)
-                  dataset_sources: list = (), # Kaggle datasets to attach (owner/slug): weights, feature stores, runs
-                  model_sources: list = (), # Kaggle models to attach (owner/model/framework/variation/version)
-                  owner="your-kaggle-username", # your Kaggle user name (ids are owner/slug)
-                  wheels_slug="image2biomass-wheels", # slug of the wheelhouse dataset
-                  extra_packages: list = (), # wheels to add to the wheelhouse for dependencies Kaggle lacks
-                  params="{}", # JSON of kernel parameters to set, e.g. '{"backbone": "dinov2_base"}'
-                  enable_gpu=True, # ask for a GPU
-                  is_private=True, # private kernel
-                  out="kaggle", # output folder: wheelhouse/ and kernel/
-                  overwrite=False, # replace an existing bundle folder
-                 ) -> Path:
-    "Write an offline Kaggle kernel (notebook + kernel-metadata.json) and the wheelhouse dataset it installs from."
-    if kernel not in KERNELS: raise ValueError(f"--kernel {kernel!r}: choose one of {list(KERNELS)}")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} is not empty; pass --overwrite to replace its bundle")
-    for sub in ("wheelhouse", "kernel"): shutil.rmtree(out / sub, ignore_errors=True)
-    wheels = build_wheelhouse(out / "wheelhouse", extra_packages)
-    write_dataset_metadata(out / "wheelhouse", f"{owner}/{wheels_slug}", "image2biomass wheels")
-    p = {"data_dir": f"/kaggle/input/{competition}", "work_dir": "/kaggle/working", "workers": 2}
-    p.update(json.loads(params) if isinstance(params, str) else dict(params))
-    (out / "kernel").mkdir(parents=True)
+def _write_bundle(part, kernel, competition, dataset_sources, model_sources, owner, wheels_slug, extra_packages,
+                  p, enable_gpu, is_private) -> tuple:
+    "Write the whole bundle into the empty folder `part`; returns (wheels, notebook file name)."
+    (part / BUNDLE_MARKER).write_text("made by image2biomass kaggle-bundle: kaggle-bundle --overwrite may replace it\n")
+    wheels = build_wheelhouse(part / "wheelhouse", extra_packages)
+    write_dataset_metadata(part / "wheelhouse", f"{owner}/{wheels_slug}", "image2biomass wheels")
+    (part / "kernel").mkdir()
     code = f"image2biomass-{kernel}.ipynb"
-    (out / "kernel" / code).write_text(json.dumps(kernel_notebook(kernel, wheels_slug, p), indent=1))
+    (part / "kernel" / code).write_text(json.dumps(kernel_notebook(kernel, wheels_slug, p), indent=1))
     meta = {
         "id": f"{owner}/image2biomass-{kernel}",
         "title": f"image2biomass {kernel}",
@@ -240,7 +328,43 @@ def kaggle_bundle(kernel="infer", # extract | train | infer
         "kernel_sources": [],
         "model_sources": list(model_sources),
     }
-    (out / "kernel" / "kernel-metadata.json").write_text(json.dumps(meta, indent=2))
+    (part / "kernel" / "kernel-metadata.json").write_text(json.dumps(meta, indent=2))
+    return wheels, code
+
+def kaggle_bundle(kernel="infer", # extract | train | infer
+                  competition="csiro-biomass", # competition slug (its data appears under /kaggle/input/<competition>)
+                  dataset_sources: list = (), # Kaggle datasets to attach (owner/slug): weights, feature stores, runs
+                  model_sources: list = (), # Kaggle models to attach (owner/model/framework/variation/version)
+                  owner="your-kaggle-username", # your Kaggle user name (ids are owner/slug)
+                  wheels_slug="image2biomass-wheels", # slug of the wheelhouse dataset
+                  extra_packages: list = (), # wheels to add to the wheelhouse for dependencies Kaggle lacks
+                  params="{}", # JSON of kernel parameters to set, e.g. '{"backbone": "dinov2_base"}'
+                  enable_gpu=True, # ask for a GPU
+                  is_private=True, # private kernel
+                  out="kaggle", # output folder: wheelhouse/ and kernel/
+                  overwrite=False, # replace an existing bundle folder (only once the new one is complete)
+                 ) -> Path:
+    "Write an offline Kaggle kernel (notebook + kernel-metadata.json) and the wheelhouse dataset it installs from."
+    if kernel not in KERNELS: raise ConfigError(f"--kernel {kernel!r}: choose one of {list(KERNELS)}")
+    listed = lambda v: [v] if isinstance(v, str) else list(v)
+    dataset_sources, model_sources, extra_packages = map(listed, (dataset_sources, model_sources, extra_packages))
+    for opt, v in [("owner", owner), ("wheels_slug", wheels_slug), ("competition", competition),
+                   *[("dataset_sources", s) for s in dataset_sources], *[("model_sources", s) for s in model_sources]]:
+        check_kaggle_id(opt, v)
+    p = {"data_dir": f"/kaggle/input/{competition}", "work_dir": "/kaggle/working", "workers": 2}
+    p = kernel_params(kernel, {**p, **kernel_params(kernel, params)})
+    out = check_bundle_out(out, overwrite)
+    part = partial_dir(os.path.abspath(out))
+    if part.is_symlink() or (part.exists() and not (part.is_dir() and _ours(part))):
+        raise FileExistsError(f"{part} is in the way and is not a bundle being built; move it away")
+    shutil.rmtree(part, ignore_errors=True)                 # left by a build that was killed: start again
+    part.mkdir(parents=True)
+    try:
+        wheels, code = _write_bundle(part, kernel, competition, dataset_sources, model_sources, owner, wheels_slug,
+                                     extra_packages, p, enable_gpu, is_private)
+        swap_in(part, out)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True); raise      # the old bundle, if any, stays as it was
     print(
         f"wrote {out}/wheelhouse ({', '.join(w.name for w in wheels)}) and {out}/kernel ({code}, kernel-metadata.json)\n"
         f"publish: kaggle datasets create -p {out}/wheelhouse && kaggle kernels push -p {out}/kernel"

@@ -123,6 +123,13 @@ def pseudo_label(cfg: PseudoConfig = None, **kwargs) -> dict:
     cfg = dataclasses.replace(cfg or PseudoConfig(), **kwargs)
     runs = [Path(r) for r in ([cfg.runs] if isinstance(cfg.runs, (str, Path)) else cfg.runs)]
     if not runs: raise ConfigError("give --runs STUDENT [TEACHER ...]")
+    kinds = [run_kind(r) for r in runs]
+    if cfg.tta != "none" and "finetune" not in kinds:
+        raise ConfigError(f"--tta {cfg.tta}: test-time augmentation labels with fine-tuned runs; these are train-heads "
+                          "runs, which average the views stored at extraction")
+    if cfg.epochs and kinds[0] != "finetune":
+        raise ConfigError(f"--epochs {cfg.epochs} sets a fine-tuned student's epochs per round; the student "
+                          f"{runs[0]} is a train-heads run, retrained with its own --epochs")
     out, d = Path(cfg.out), Path(cfg.data_dir)
     part = start_run(out, cfg.overwrite)
     test = read_test(d / "test.csv", data_dir=d)

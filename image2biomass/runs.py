@@ -8,11 +8,11 @@ from __future__ import annotations
 import contextlib, ctypes, ctypes.util, json, os, re, shutil
 from pathlib import Path
 import pandas as pd
-from .files import fsync_dir, write_json
+from .files import fsync_dir, write_json, load_tensors
 
 # %% auto #0
-__all__ = ['RunError', 'partial_dir', 'swap_in', 'check_new_run', 'start_run', 'building_run', 'read_config', 'fold_files',
-           'fold_tensors', 'read_fold', 'read_oof']
+__all__ = ['RUN_MARKER', 'KEPT', 'RunError', 'partial_dir', 'swap_in', 'check_new_run', 'start_run', 'building_run',
+           'read_config', 'run_folds', 'fold_files', 'fold_tensors', 'read_fold', 'read_oof']
 
 # %% ../nbs/00c_runs.ipynb #a8c7b407
 class RunError(ValueError):
@@ -20,7 +20,9 @@ class RunError(ValueError):
 
 def partial_dir(out) -> Path:
     "Where the run `out` is built until it is complete."
-    out = Path(out); return out.with_name(out.name + ".partial")
+    out = Path(out)
+    if out.name in ("", ".", ".."): raise RunError(f"--out {out}: name a run folder, e.g. --out runs/mil")
+    return out.with_name(out.name + ".partial")
 
 def _exchange(a, b) -> bool:
     "Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."
@@ -41,6 +43,9 @@ def _fsync_tree(folder):
 def swap_in(part, out) -> Path:
     "Make the finished run in `part` the run at `out`, replacing an old one atomically; the old one is removed."
     part, out = Path(part), Path(out)
+    if (part / RUN_MARKER).is_file():   # the marker lists what the run made: --overwrite replaces nothing else
+        made = sorted(p.name for p in part.iterdir() if p.name != RUN_MARKER)
+        (part / RUN_MARKER).write_text(json.dumps(dict(made_by="image2biomass", files=made)))
     _fsync_tree(part)
     if out.exists():
         if _exchange(part, out): shutil.rmtree(part)       # `part` now holds the old run
@@ -52,9 +57,33 @@ def swap_in(part, out) -> Path:
     return out
 
 # %% ../nbs/00c_runs.ipynb #584c2adc
+RUN_MARKER = ".image2biomass-run"   # written into every run folder when it is started; lists its files once complete
+KEPT = {"features"}                  # what a complete run may gain later: its test-feature cache (predict)
+
+def _foreign(out) -> list|None:
+    "Entries of folder `out` its run did not make (None: `out` is not a run made by image2biomass)."
+    m = out / RUN_MARKER
+    if not m.is_file():   # a run from before markers: its config.json names its kind
+        try: return [] if json.loads((out / "config.json").read_text()).get("kind") else None
+        except (OSError, ValueError, AttributeError): return None
+    try: made = set(json.loads(m.read_text()).get("files", []))
+    except (OSError, ValueError, AttributeError): return None
+    return sorted(p.name for p in out.iterdir() if p.name not in made | KEPT | {RUN_MARKER})
+
 def check_new_run(out, overwrite=False):
-    "Refuse (before any long work) to make a run where one exists, unless `overwrite`."
-    if Path(out).exists() and not overwrite:
+    """Refuse (before any long work) to make a run where one exists (unless `overwrite`), and, even with `overwrite`,
+    where anything but a run made by image2biomass is: a data folder, a folder with the user's files, `.`."""
+    out = Path(out)
+    if out.name in ("", ".", ".."): raise RunError(f"--out {out}: name a run folder, e.g. --out runs/mil")
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())): return
+    foreign = _foreign(out) if out.is_dir() else None
+    if foreign is None:
+        raise FileExistsError(f"{out} exists and is not a run folder made by image2biomass; --overwrite replaces only "
+                              "runs: choose another --out")
+    if foreign:
+        raise FileExistsError(f"{out} holds files its run did not make ({', '.join(foreign[:3])}); move them away or "
+                              "choose another --out")
+    if not overwrite:
         raise FileExistsError(f"{out} already holds a run; pass --overwrite to replace it, or choose another --out")
 
 def start_run(out, # the run folder to make
@@ -62,10 +91,11 @@ def start_run(out, # the run folder to make
               resume=False, # continue a run left in out.partial by an interruption
              ) -> Path: # the folder to build the run in
     "Check `out` may be (re)made and return its `.partial` folder (emptied unless resuming)."
-    out = Path(out); part = partial_dir(out)
     check_new_run(out, overwrite)
+    out = Path(out); part = partial_dir(out)
     if part.exists() and not resume: shutil.rmtree(part)   # a run that never finished: start again
     part.mkdir(parents=True, exist_ok=True)
+    if not (part / RUN_MARKER).exists(): (part / RUN_MARKER).write_text(json.dumps(dict(made_by="image2biomass")))
     return part
 
 @contextlib.contextmanager
@@ -75,7 +105,9 @@ def building_run(out, # the run folder to create
                 ):
     "Yield the folder to build a run in (`out.partial`); on success it becomes `out`, whole."
     part = start_run(out, overwrite, resume)
-    yield part
+    try: yield part
+    except BaseException:   # a failed run (disk full, an error, Ctrl-C) leaves no half-made folder behind
+        shutil.rmtree(part, ignore_errors=True); raise
     swap_in(part, out)
 
 # %% ../nbs/00c_runs.ipynb #ef7334f8
@@ -87,6 +119,16 @@ def read_config(run) -> dict:
         raise RunError(f"{run} is not a run folder (no config.json){hint}")
     try: return json.loads((run / "config.json").read_text())
     except (ValueError, UnicodeDecodeError) as e: raise RunError(f"{run / 'config.json'}: not valid JSON ({e}); the run is damaged") from None
+
+def run_folds(run) -> list:
+    "[(fold index, checkpoint)] of a complete run: every fold its config trained, or `RunError` naming the missing."
+    c = read_config(run).get("config", {})
+    want = [int(k) for k in str(c.get("only_folds") or "").split(",") if k] or list(range(int(c.get("folds", 0))))
+    have = fold_files(run)
+    if missing := sorted(set(want) - {k for k, _ in have}) if want else ([] if have else ["any"]):
+        raise RunError(f"{run}: fold checkpoint(s) {', '.join(f'fold{k}.safetensors' for k in missing)} missing; "
+                       "predicting needs every fold of the run: retrain it or restore its folder from a copy")
+    return have
 
 def fold_files(run, suffix=".safetensors") -> list:
     "[(fold index, path)] of `fold{k}{suffix}` files, in fold order."
@@ -101,8 +143,7 @@ def fold_tensors(state: dict, # the fold model's state dict
 
 def read_fold(path) -> tuple:
     "(model state, extras) of a fold checkpoint written from `fold_tensors` (safetensors: no code runs)."
-    from safetensors.torch import load_file
-    sd = load_file(str(path))
+    sd = load_tensors(path, "retrain the run (or restore its folder from a copy)")[0]   # checksum verified
     return {k[6:]: v for k, v in sd.items() if k.startswith("model.")}, {k: v for k, v in sd.items() if not k.startswith("model.")}
 
 def read_oof(run) -> pd.DataFrame:

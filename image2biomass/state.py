@@ -10,7 +10,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import ClassVar
 import numpy as np, pandas as pd, torch
-from .config import Config
+from .config import Config, ConfigError
 from .data import TARGETS, read_train, make_folds
 from .files import write_json, write_csv, save_tensors, save_figure
 from .models import STATES
@@ -91,6 +91,10 @@ def train_state(cfg: StateConfig = None, **kwargs) -> dict:
     Z, ids = pooled_features(store, df.image_id, cfg.slices)
     df = df.set_index("image_id").loc[ids].reset_index()
     s, folds = state_index(df.State), make_folds(df, cfg.folds, cfg.seed)
+    if (s < 0).any():   # an unknown State would be trained and reported as the last class
+        odd = sorted(set(df.State[s < 0]))
+        raise ConfigError(f"{cfg.data_dir}/train.csv: State {odd[:5]} of {(s < 0).sum()} image(s) is none of "
+                          f"{list(STATES)}, the classes the State classifier knows; fix or drop those rows")
     oof = np.zeros((len(s), len(STATES)))
     for k in range(cfg.folds): oof[folds == k] = state_proba(_fit(Z[folds != k], s[folds != k], cfg), Z[folds == k])
     conf = pd.crosstab(
@@ -139,7 +143,8 @@ def plot_confusion(conf, acc):
 # %% ../nbs/05c_state.ipynb #8f8f18d6
 def load_state_model(run) -> tuple: # (fitted arrays, run config)
     "A State run's classifier and config."
-    from safetensors.torch import load_file
+    from image2biomass.files import load_tensors
     cfg = read_config(run)
     if cfg.get("kind") != "state": raise RunError(f"{run} is not a State classifier run (kind {cfg.get('kind')!r})")
-    return {k: v.numpy() for k, v in load_file(Path(run) / "state.safetensors").items()}, cfg
+    fit = load_tensors(Path(run) / "state.safetensors", "retrain the State run")[0]
+    return {k: v.numpy() for k, v in fit.items()}, cfg

@@ -9,7 +9,7 @@ import fnmatch, json, os, tempfile, time
 from pathlib import Path
 import numpy as np
 import h5py
-from .files import atomic_path, fsync_dir, check_space
+from .files import atomic_path, fsync_dir, check_space, check_output
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'PENDING', 'DONE', 'SKIPPED', 'StoreError', 'partial_path', 'StoreWriter', 'open_store_for_writing',
@@ -24,9 +24,26 @@ class StoreError(ValueError):
 
 def partial_path(path) -> Path:
     "Where the store `path` is written until it is complete."
-    path = Path(path); return path.with_name(path.name + ".partial")
+    path = Path(path)
+    if path.name in ("", ".", ".."): raise StoreError(f"--out {path}: name a store file, e.g. --out features/train.h5")
+    return path.with_name(path.name + ".partial")
+
+def _is_hdf5(path) -> bool:
+    "A file that starts with HDF5's signature (a store, possibly damaged): the only kind --overwrite may replace."
+    try:
+        with open(path, "rb") as f: return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError: return False
 
 def _fp_json(fp: dict) -> str: return json.dumps(fp, sort_keys=True)
+
+def _only_images_changed(old: dict, new: dict) -> bool:
+    "The same settings over edited image files: the store is stale, and the same command refreshes it."
+    keys = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+    return "images_content" in old and "images_content" in keys and keys <= {"images_content", "package_version"}
+
+def _same(old: dict, new: dict) -> bool:
+    "Fingerprints equal (a store from before content fingerprints is compared without them)."
+    return old == (new if "images_content" in old else {k: v for k, v in new.items() if k != "images_content"})
 
 def _diff(a: dict, b: dict) -> str:
     keys = sorted(set(a) | set(b))
@@ -34,9 +51,25 @@ def _diff(a: dict, b: dict) -> str:
 
 # %% ../nbs/02b_store.ipynb #4896f7fe
 def _open_read(path) -> h5py.File:
-    try: return h5py.File(path, "r", locking=False)
+    try: f = h5py.File(path, "r", locking=False)
     except (OSError, ValueError) as e:
         raise StoreError(f"{path}: not a readable HDF5 feature store ({e}); delete it and extract again") from None
+    if bad := _outside_data(f):
+        f.close()
+        raise StoreError(f"{path}: refused: {bad[0]} reads data from outside the file (bypassing its checksums); a "
+                         "store made by extract holds all its data itself")
+    return f
+
+def _outside_data(f) -> list:
+    "Links, virtual datasets and external raw storage in an HDF5 file: data that lives in other files."
+    bad = []
+    def visit(name, link):
+        if not isinstance(link, h5py.HardLink): bad.append(f"{name} (a {type(link).__name__})"); return
+        obj = f.get(name)
+        if isinstance(obj, h5py.Dataset) and (obj.is_virtual or obj.external):
+            bad.append(f"{name} ({'a virtual dataset' if obj.is_virtual else 'external storage'})")
+    f.visititems_links(visit)
+    return bad
 
 def _corrupt(path, e, what="data") -> StoreError:
     return StoreError(f"{path}: {what} failed its checksum or cannot be read ({e}); the file is corrupt: delete it and "
@@ -236,12 +269,17 @@ def open_store_for_writing(path, # the .h5 store to create or resume (written as
     path, fp = Path(path), json.loads(_fp_json(fingerprint))
     part = partial_path(path)
     if path.exists():
+        if not _is_hdf5(path):   # the user's CSV, notes or a folder: never replaced, even with --overwrite
+            raise StoreError(f"{path} exists and is not a feature store; --overwrite replaces only stores: choose "
+                             "another --out")
         try: old = _read_meta(path)
         except StoreError as e:
             if not overwrite: raise StoreError(f"{e}. Pass --overwrite to replace it, or choose another --out") from None
             old = None
-        if old is not None and old["fingerprint"] == fp and old["complete"]: return None
-        if old is not None and old["fingerprint"] != fp and not overwrite:
+        if old is not None and _same(old["fingerprint"], fp) and old["complete"]: return None
+        if old is not None and _only_images_changed(old["fingerprint"], fp):   # same command, edited photos
+            print(f"note: the images of {path.name} changed since it was made: extracting again")
+        elif old is not None and not _same(old["fingerprint"], fp) and not overwrite:
             raise StoreError(f"{path} holds features made differently ({_diff(old['fingerprint'], fp)}). "
                              "Pass --overwrite to replace it, or choose another --out.")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -250,12 +288,13 @@ def open_store_for_writing(path, # the .h5 store to create or resume (written as
         lock = _lock_exclusive(part)                      # refuses while another process writes it
         try: meta = _read_meta(part)
         except StoreError: meta = None                    # a damaged partial of ours: rebuilt below
-        if meta is not None and meta["fingerprint"] == fp and not meta["complete"]:
+        if meta is not None and _same(meta["fingerprint"], fp) and not meta["complete"]:
             w = StoreWriter(part, path, commit_every, lock)
             print(f"resuming {part.name}: {w.n_done} of {len(image_ids)} images already done"
                   + (f" ({w.rolled_back} redone: a chunk was torn by the interruption)" if w.rolled_back else ""))
             return w
-        if meta is not None and meta["fingerprint"] != fp and not overwrite:
+        if meta is not None and not _same(meta["fingerprint"], fp) and not overwrite \
+                and not _only_images_changed(meta["fingerprint"], fp):
             _unlock(lock)
             raise StoreError(f"{part} holds an interrupted extraction made differently ({_diff(meta['fingerprint'], fp)}). "
                              "Pass --overwrite to discard it, or choose another --out.")
@@ -424,8 +463,10 @@ def merge_stores(shards, # shard stores, any order; each complete and made with 
                  overwrite=False, # replace an existing `out`
                 ) -> Path:
     "Merge the shards of a sharded extraction into one store in the original image order."
-    out = Path(out)
-    if out.exists() and not overwrite: raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    out = check_output(out, shards, overwrite)
+    if out.exists() and not _is_hdf5(out):
+        raise StoreError(f"{out} exists and is not a feature store; --overwrite replaces only stores: choose another "
+                         "--out")
     stores, by_k = [FeatureStore(s) for s in shards], {}
     for s in stores:
         if not s.complete: raise StoreError(f"{s.path} is incomplete ({s.n_done}/{len(s)}); rerun its extraction first")

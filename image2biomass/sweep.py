@@ -4,17 +4,19 @@
 
 # %% ../nbs/05a_sweep.ipynb #3030504d
 from __future__ import annotations
-import dataclasses, json, math, warnings
+import dataclasses, hashlib, json, math, re, shutil, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 import pandas as pd
 from .config import Config, ConfigError
 from .files import write_csv, write_json, save_figure
+from .runs import RunError
+from .store import FeatureStore
 from .train_heads import train_heads, TrainConfig
 
 # %% auto #0
-__all__ = ['SweepConfig', 'suggest', 'sweep', 'summarize_sweep']
+__all__ = ['SweepConfig', 'suggest', 'study_binding', 'open_study', 'sweep', 'summarize_sweep']
 
 # %% ../nbs/05a_sweep.ipynb #894e2cb0
 @dataclass
@@ -30,6 +32,7 @@ class SweepConfig(Config):
     heads: str = "mlp,mil,composition"  # head kinds to search (comma-separated: mlp, mil, composition, density)
     losses: str = "smoothl1,ziln"  # losses to search (comma-separated: smoothl1, ziln)
     progress: bool = True  # progress bar over trials, and the best trials printed at the end
+    overwrite: bool = False  # start a new study: delete --out's study.db, summaries and trial runs first
     bounds: ClassVar[dict] = dict(trials=(1, None), folds=(2, None), epochs=(1, None))
     def __post_init__(self):
         super().__post_init__()
@@ -60,6 +63,63 @@ def suggest(trial, cfg: SweepConfig) -> dict:
         tile_dropout=trial.suggest_float("tile_dropout", 0.0, 0.3),
     )
 
+# %% ../nbs/05a_sweep.ipynb #d4c33ba5
+_FIXED = ("folds", "seed", "epochs", "heads", "losses")   # settings every trial of a study shares
+_STUDY_FILES = ("study.db", "study.db-journal", "study.db-wal", "study.db-shm",   # what --overwrite deletes
+                "summary.csv", "best.json", "importance.png")
+
+def study_binding(cfg: SweepConfig) -> dict:
+    "What a study's trials are scored on: hashes of the store's fingerprint and of train.csv, and the shared settings."
+    csv = Path(cfg.data_dir) / "train.csv"
+    if not csv.is_file(): raise FileNotFoundError(f"{csv} not found: --data-dir must hold train.csv")
+    fp = json.dumps(FeatureStore(cfg.store).fingerprint, sort_keys=True)
+    return dict(store_sha256=hashlib.sha256(fp.encode()).hexdigest(),
+                train_csv_sha256=hashlib.sha256(csv.read_bytes()).hexdigest(), **{k: getattr(cfg, k) for k in _FIXED})
+
+def _differences(old, # the binding recorded in the study
+                 new, # this sweep's binding
+                ) -> tuple: # (the data differ, what differs in words)
+    old = old if isinstance(old, dict) else {}
+    what = dict(store_sha256="another feature store", train_csv_sha256="another train.csv")
+    bad = [k for k in new if old.get(k) != new[k]]
+    words = [what[k] if k in what else f"--{k} {old.get(k)!r} there, {new[k]!r} now" for k in bad]
+    return any(k in what for k in bad), "; ".join(words)
+
+def _clear_study(out: Path):
+    "Delete a sweep folder's study, its summaries and its trial runs (--overwrite)."
+    for f in _STUDY_FILES: (out / f).unlink(missing_ok=True)
+    for d in out.iterdir():
+        if d.is_dir() and re.fullmatch(r"trial\d{3,}(\.partial)?", d.name): shutil.rmtree(d)
+
+def open_study(cfg: SweepConfig, # the sweep's settings
+               out: Path, # the sweep folder (made if missing)
+              ):
+    "Create or reopen out/study.db bound to the sweep's store, data and settings; refuse one bound to others."
+    import optuna, sqlalchemy
+    binding, db = study_binding(cfg), out / "study.db"
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.overwrite: _clear_study(out)
+    try:
+        study = optuna.create_study(study_name="heads", storage=f"sqlite:///{db.resolve()}", load_if_exists=True,
+                                    direction="maximize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
+        old, n = study.user_attrs.get("binding"), len(study.get_trials(deepcopy=False))
+        if old is None and n == 0: study.set_user_attr("binding", binding); old = binding
+    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as e:
+        why = str(getattr(e, "orig", None) or e).strip().partition("\n")[0]   # sqlalchemy adds the SQL below
+        raise RunError(f"{db}: not a readable Optuna study ({type(e).__name__}: {why}); "
+                       "move it away or choose another --out") from None
+    if old is None:
+        raise RunError(f"{db} holds {n} trial(s) with no record of the store and dataset they ran on (an older sweep); "
+                       "choose another --out, or pass --overwrite to start a new study")
+    data, diff = _differences(old, binding)
+    if data:
+        raise RunError(f"{db} is a study of another store or dataset ({diff}); "
+                       "choose another --out, or pass --overwrite to start a new study")
+    if diff:
+        raise RunError(f"{db} is a study with other settings ({diff}); rerun with its settings, choose another --out, "
+                       "or pass --overwrite to start a new study")
+    return study
+
 # %% ../nbs/05a_sweep.ipynb #854a478c
 def sweep(cfg: SweepConfig = None, **kwargs) -> pd.DataFrame:
     "Run (or continue) an Optuna study maximising the pooled OOF weighted R2; returns the trials table, best first."
@@ -67,15 +127,9 @@ def sweep(cfg: SweepConfig = None, **kwargs) -> pd.DataFrame:
     from optuna.trial import TrialState
     from tqdm.auto import tqdm
     cfg = dataclasses.replace(cfg or SweepConfig(), **kwargs)
-    out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.out)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name="heads",
-        storage=f"sqlite:///{(out / 'study.db').resolve()}",
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
-    )
+    study = open_study(cfg, out)   # refuses a study of other data or settings, and an unreadable study.db
     for t in study.get_trials(states=(TrialState.RUNNING,)):   # left by a killed process: never finished
         study.tell(t.number, state=TrialState.FAIL)
     done = len(study.get_trials(states=(TrialState.COMPLETE,)))

@@ -14,7 +14,7 @@ from .data import TARGETS, read_train, make_folds, weighted_r2, r2_breakdown, Da
 from .files import write_json, write_csv, save_tensors, save_figure
 from .losses import lds_weights
 from .models import BiomassHead, STATES
-from .runs import building_run, check_new_run, read_config, fold_files, fold_tensors, read_fold, RunError
+from .runs import building_run, check_new_run, read_config, fold_files, run_folds, fold_tensors, read_fold, RunError
 from .runtime import resolve_device, set_threads
 from .store import FeatureStore, StoreError
 from .tiling import location_areas, d4_inverse
@@ -411,6 +411,9 @@ def slice_groups(store, slices="") -> dict:
 # %% ../nbs/05_training.ipynb #a9ab390d
 def _bags_of(cfg, store, ids, split) -> tuple:
     X, mask, kept = load_bags(store, ids, split=split, slices=cfg.slices)
+    if bad := int((~torch.isfinite(X)).flatten(1).any(1).sum()):   # NaN would train nothing and fail much later
+        raise StoreError(f"{store.path}: {bad} of {len(kept)} images have non-finite features (NaN or inf); extract "
+                         "them again (float16 overflow: --dtype float32)")
     area = None
     if cfg.head == "density": X, mask, area = to_locations(store, X, mask, kept, cfg.slices)
     return X, mask, area, kept
@@ -443,17 +446,17 @@ def _with_pseudo(cfg: TrainConfig, bags: Bags, train_ids) -> Bags:
     "The training bags followed by the pseudo-labelled test images' bags (their features from --pseudo-store)."
     if not cfg.pseudo_store:
         raise ConfigError("--pseudo-labels needs --pseudo-store: the feature store of those test images")
-    pl = read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, set(train_ids))
+    pl = read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, set(train_ids), allow_outside=True)   # never opened here
     pstore = FeatureStore(cfg.pseudo_store)
     keep = {
         k: v
         for k, v in FeatureStore(cfg.store).fingerprint.items()
-        if k not in ("split", "images_sha256", "n_images", "package_version")
+        if k not in ("split", "images_sha256", "images_content", "n_images", "package_version")
     }
     got = {
         k: v
         for k, v in pstore.fingerprint.items()
-        if k not in ("split", "images_sha256", "n_images", "package_version")
+        if k not in ("split", "images_sha256", "images_content", "n_images", "package_version")
     }
     if keep != got:
         raise StoreError(f"{cfg.pseudo_store} was made differently from {cfg.store}: extract it with the same settings")
@@ -523,6 +526,8 @@ def train_heads(cfg: TrainConfig = None, **kwargs) -> dict:
     from tqdm.auto import tqdm
     cfg = dataclasses.replace(cfg or TrainConfig(), **kwargs)
     out, t0 = Path(cfg.out), time.time()
+    if cfg.pseudo_store and not cfg.pseudo_labels:
+        raise ConfigError("--pseudo-store holds the features of --pseudo-labels' images: give --pseudo-labels too")
     check_new_run(out, cfg.overwrite)
     resolve_device(cfg.device); set_threads(0)
     bags, ids, df, store, folds = load_training_bags(cfg)
@@ -586,7 +591,7 @@ def _write_run(cfg, out, ids, folds, y, oof, curves, fits, metrics, store, bags)
                                                                   0 if bags.state is None else len(STATES)))
         extra = {}
         if cfg.pseudo_labels:  # exactly which test images and labels were used
-            pl = read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir)
+            pl = read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, allow_outside=True)
             write_csv(pl, part / "pseudo_labels.csv")
             extra["pseudo"] = dict(images=pl.image_id.tolist(), weight=cfg.pseudo_weight)
         write_json(
@@ -636,7 +641,7 @@ def load_heads(run) -> list:
     cfg = read_config(run)
     if cfg.get("kind") != "heads": raise RunError(f"{run} is a {cfg.get('kind')} run, not a train-heads run")
     models = []
-    for k, p in fold_files(run):
+    for k, p in run_folds(run):
         state, extra = read_fold(p)
         m = BiomassHead(**cfg["head_kwargs"])
         m.load_state_dict(state)

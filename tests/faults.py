@@ -64,6 +64,7 @@ def classify(case: Case, world, tmp) -> tuple: # (outcome, detail)
         lines = [l for l in err.strip().splitlines() if l.strip()]
         missing = [c for c in case.contains if c not in err]
         if missing: return "unclear error", f"{missing} not in: {err[-400:]}"
+        if case.check is not None and (why := case.check(world, tmp, err)): return "loss", why
         return "clear error", lines[-1][:200]
     if code != 0: return "unexpected error", err[-400:]
     if missing := [c for c in case.contains if c not in out]: return "silent wrong", f"{missing} not in stdout: {out[-300:]}"
@@ -267,4 +268,132 @@ CASES = [
     Case("killed while writing a submission over a good one", "kill", lambda w, t: (shutil.copy(w["sub"], t / "s.csv"), dict(args=_predict(w, t / "s.csv", "--overwrite"), protect=[t / "s.csv"], proc=True, env={"IMAGE2BIOMASS_FAULT": "write:1"}))[-1], expect="killed"),
     Case("killed while an --overwrite run is written", "kill", lambda w, t: (r := _copy_run(w, t), dict(args=_heads(w, r, "--overwrite"), protect=[r], proc=True, env={"IMAGE2BIOMASS_FAULT": "write:3"}))[-1], expect="killed"),
     Case("killed while an ensemble spec is rewritten", "kill", lambda w, t: (shutil.copy(w["ens"], w["ens"].parent / "copy.json"), dict(args=["ensemble", w["mil"], w["comp"], "--out", w["ens"].parent / "copy.json", "--overwrite"], protect=[w["ens"].parent / "copy.json"], proc=True, env={"IMAGE2BIOMASS_FAULT": "write:1"}))[-1], expect="killed"),
+]
+
+
+# ---- issue M: round two (data losses, holes, silent results, tracebacks, misleading messages) ----
+def _notes(t) -> Path:
+    d = t / "notes"; d.mkdir(); (d / "notes.txt").write_text("my field notes"); return d
+
+def _state(w, out, *extra):
+    return ["state", "--store", w["st"], "--data-dir", w["ds"], "--out", out, "--folds", 3, "--no-progress", *extra]
+
+def _pseudo_csv(t, path) -> Path:
+    f = t / "pl.csv"
+    pd.DataFrame({"image_id": ["X1"], "image_path": [path], **{k: [1.0] for k in TARGETS}}).to_csv(f, index=False)
+    return f
+
+def _external_store(w, t) -> Path:
+    "A copy of the store whose `errors` dataset lives in a raw file outside it (HDF5 external storage)."
+    import h5py
+    raw = t / "outside.bin"; raw.write_bytes(b"\0" * 4096)
+    s = t / "ext.h5"
+    with h5py.File(w["st"], "r") as f, h5py.File(s, "w") as g:
+        for k in f: f.copy(k, g)
+        g.attrs.update(dict(f.attrs))
+        n = len(g["errors"]); del g["errors"]
+        g.create_dataset("errors", shape=(n,), dtype="S1", external=[(str(raw), 0, n)])
+    return s
+
+def _fold_edit(w, t, fn) -> Path:
+    "A copy of the mil run with fold0.safetensors changed by fn(path)."
+    r = _copy_run(w, t); fn(r / "fold0.safetensors"); return r
+
+def _inf_weights(p):
+    from image2biomass.files import load_tensors, save_tensors
+    sd = load_tensors(p)[0]; k = next(k for k, v in sd.items() if v.is_floating_point() and v.numel() > 1)
+    sd[k] = sd[k].clone(); sd[k].view(-1)[0] = float("inf"); save_tensors(sd, p)   # a valid checksum, bad weights
+
+def _flip_tail(p, n=64):
+    b = bytearray(Path(p).read_bytes())
+    for i in range(1, n + 1): b[-i * 7] ^= 0x55
+    Path(p).write_bytes(bytes(b))
+
+def _nan_store(w, t) -> Path:
+    import h5py
+    s = _store_copy(w, t)
+    with h5py.File(s, "r+") as f: f["features"][...] = np.nan
+    return s
+
+def _changed_test_image(w, t) -> dict:
+    "Predict once (the test features are cached), then give a test image other content under the same name."
+    d = _data(w, t); fd = t / "f"
+    code, _, err = invoke(_predict_d(w, d, t / "first.csv", "--features-dir", fd)); assert code == 0, err
+    a, b = _img(d, 0, "test"), _img(d, 1, "test"); a.write_bytes(b.read_bytes())
+    return dict(args=_predict_d(w, d, t / "second.csv", "--features-dir", fd))
+
+def _predict_d(w, d, out, *extra): return ["predict", "--runs", w["mil"], "--data-dir", d, "--out", out, "--workers", 0, "--no-progress", *extra]
+
+def _changed_train_image(w, t) -> dict:
+    d = _data(w, t)
+    code, _, err = invoke(_extract(d, t / "s.h5")); assert code == 0, err
+    _img(d, 0).write_bytes(_img(d, 1).read_bytes())
+    return dict(args=_extract(d, t / "s.h5"))
+
+def _readonly_run(w, t) -> dict:
+    "A run folder nobody may write in, as runs attached under /kaggle/input are."
+    r = _copy_run(w, t); shutil.rmtree(r / "features", ignore_errors=True); r.chmod(0o555)   # no test features yet
+    if os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(r)], capture_output=True).returncode != 0:
+        raise Skip("running as root without chattr: no folder is read-only to this process")
+    undo = lambda t: (subprocess.run(["chattr", "-i", str(r)], capture_output=True), r.chmod(0o755))
+    return dict(args=_predict(w, t / "s.csv", runs=[r]), cleanup=undo)
+
+def _state_run(w, t) -> Path:
+    code, _, err = invoke(_state(w, t / "st")); assert code == 0, err
+    return t / "st"
+
+def _stale_partial(w, t, out):
+    return None if not list(t.glob("*.partial")) else f"left behind: {list(t.glob('*.partial'))}"
+
+
+CASES += [
+    # data losses: --overwrite replaces only what the tool made; no output is or holds an input
+    Case("train-heads --out DATA --overwrite", "output", lambda w, t: (d := _data(w, t), dict(args=_heads(w, d, "--overwrite"), protect=[d]))[-1], contains=("not a run folder",)),
+    Case("train-heads --out a folder of notes --overwrite", "output", lambda w, t: (d := _notes(t), dict(args=_heads(w, d, "--overwrite"), protect=[d]))[-1], contains=("not a run folder",)),
+    Case("state --out notes and data --overwrite", "output", lambda w, t: (d := _notes(t), shutil.copy(w["ds"] / "train.csv", d), dict(args=_state(w, d, "--overwrite"), protect=[d]))[-1], contains=("not a run folder",)),
+    Case("a run with the user's file in it, --overwrite", "output", lambda w, t: (r := _copy_run(w, t), (r / "mine.txt").write_text("x"), dict(args=_heads(w, r, "--overwrite"), protect=[r]))[-1], contains=("mine.txt",)),
+    Case("folds --out DATA/train.csv --overwrite", "output", lambda w, t: (d := _data(w, t), dict(args=["folds", d, "--out", d / "train.csv", "--overwrite"], protect=[d]))[-1], contains=("the input",)),
+    Case("extract --out DATA/train.csv --overwrite", "output", lambda w, t: (d := _data(w, t), dict(args=_extract(d, d / "train.csv", "--overwrite"), protect=[d]))[-1], contains=("the input",)),
+    Case("extract --out a notes file --overwrite", "output", lambda w, t: ((t / "n.h5").write_text("notes"), dict(args=_extract(w["ds"], t / "n.h5", "--overwrite"), protect=[t / "n.h5"]))[-1], contains=("not a feature store",)),
+    Case("predict --out DATA/test.csv --overwrite", "output", lambda w, t: (d := _data(w, t), dict(args=_predict_d(w, d, d / "test.csv", "--overwrite", "--features-dir", t / "f"), protect=[d]))[-1], contains=("the input",)),
+    Case("ensemble --out RUN/config.json --overwrite", "output", lambda w, t: (r := _copy_run(w, t), dict(args=["ensemble", r, w["comp"], "--out", r / "config.json", "--overwrite"], protect=[r]))[-1], contains=("inside the run",)),
+    # holes
+    Case("pseudo-labels naming /etc/passwd", "security", lambda w, t: dict(args=["train", "--data-dir", w["ds"], "--out", t / "ft", "--backbone", "test_vit", "--random-init", "--epochs", 1, "--folds", 2, "--workers", 0, "--no-progress", "--pseudo-labels", _pseudo_csv(t, "/etc/passwd")]), contains=("lead outside",)),
+    Case("pseudo-labels naming ../outside", "security", lambda w, t: ((t / "outside").mkdir(), shutil.copy(_img(w["ds"], 0, "test"), t / "outside" / "x.jpg"), dict(args=["train", "--data-dir", w["ds"], "--out", t / "ft", "--backbone", "test_vit", "--random-init", "--epochs", 1, "--folds", 2, "--workers", 0, "--no-progress", "--pseudo-labels", _pseudo_csv(t, os.path.relpath(t / "outside" / "x.jpg", w["ds"]))]))[-1], contains=("lead outside",)),
+    Case("a store with HDF5 external storage", "security", lambda w, t: dict(args=_store_run(_external_store(w, t), w, t)), contains=("outside the file",)),
+    # silently wrong
+    Case("state on an unknown State", "data", lambda w, t: (d := _data(w, t, lambda d: d.assign(State=d.State.where(d.image_path != d.image_path.iloc[0], "Mars"))), dict(args=["state", "--store", w["st"], "--data-dir", d, "--out", t / "s", "--folds", 3, "--no-progress"]))[-1], contains=("Mars",)),
+    Case("validate an empty State", "data", lambda w, t: dict(args=["validate", _data(w, t, lambda d: d.assign(State=d.State.where(d.image_path != d.image_path.iloc[0], "")))]), contains=("State empty",)),
+    Case("validate a negative height", "data", lambda w, t: dict(args=["validate", _data(w, t, lambda d: d.assign(Height_Ave_cm=["-5"] + list(d.Height_Ave_cm[1:])))]), contains=("Height_Ave_cm",)),
+    Case("a run missing fold1", "run", lambda w, t: (r := _copy_run(w, t), (r / "fold1.safetensors").unlink(), dict(args=_predict(w, t / "s.csv", runs=[r])))[-1], contains=("fold1.safetensors missing",)),
+    Case("a checkpoint with inf weights", "run", lambda w, t: dict(args=_predict(w, t / "s.csv", runs=[_fold_edit(w, t, _inf_weights)])), contains=("not finite",)),
+    Case("64 flipped bytes in a fold checkpoint", "run", lambda w, t: dict(args=_predict(w, t / "s.csv", runs=[_fold_edit(w, t, _flip_tail)])), contains=("checksum",)),
+    Case("a test image changed under the same name", "data", _changed_test_image, expect="ok", contains=("changed since",)),
+    Case("a training image changed, extract rerun", "data", _changed_train_image, expect="ok", contains=("changed since",)),
+    Case("pseudo-label --tta d4 on a heads run", "option", lambda w, t: dict(args=["pseudo-label", "--runs", w["mil"], "--data-dir", w["ds"], "--out", t / "p", "--tta", "d4", "--no-progress"]), contains=("--tta d4",)),
+    Case("pseudo-label --epochs 5 on a heads run", "option", lambda w, t: dict(args=["pseudo-label", "--runs", w["mil"], "--data-dir", w["ds"], "--out", t / "p", "--epochs", 5, "--no-progress"]), contains=("--epochs 5",)),
+    Case("predict --maps on a mil run", "option", lambda w, t: dict(args=_predict(w, t / "s.csv", "--maps", t / "m")), contains=("density",)),
+    Case("train-heads --pseudo-store without --pseudo-labels", "option", lambda w, t: dict(args=_heads(w, t / "r", "--pseudo-store", w["st"])), contains=("--pseudo-labels",)),
+    Case("predict --weights on a vegetation run", "option", lambda w, t: dict(args=_predict(w, t / "s.csv", "--weights", t)), contains=("no weights",)),
+    Case("train-heads --frofa-noise nan", "option", lambda w, t: dict(args=_heads(w, t / "r", "--frofa-noise", "nan")), contains=("finite",)),
+    Case("synth --quality 500", "option", lambda w, t: dict(args=["synth", t / "s", "--quality", 500, "--no-progress"]), contains=("--quality 500",)),
+    Case("synth --stamps 2", "option", lambda w, t: dict(args=["synth", t / "s", "--stamps", 2, "--no-progress"]), contains=("--stamps 2",)),
+    # tracebacks
+    Case("a truncated fold checkpoint", "run", lambda w, t: dict(args=_predict(w, t / "s.csv", runs=[_fold_edit(w, t, lambda p: p.write_bytes(p.read_bytes()[:300]))])), contains=("not a readable safetensors",)),
+    Case("a truncated State checkpoint", "run", lambda w, t: (s := _state_run(w, t), (s / "state.safetensors").write_bytes((s / "state.safetensors").read_bytes()[:200]), dict(args=_predict(w, t / "s.csv", "--postprocess", "state-rules", "--state-run", s)))[-1], contains=("state.safetensors",)),
+    Case("spec with runs [1, 2]", "run", lambda w, t: dict(args=_predict_spec(w, t, _spec(w, lambda s: {"runs": [1, 2]}))), contains=("field runs",)),
+    Case("spec with weights 'abc'", "run", lambda w, t: dict(args=_predict_spec(w, t, _spec(w, lambda s: {"weights": "abc"}))), contains=("field weights",)),
+    Case("predict --out an existing folder --overwrite", "output", lambda w, t: ((t / "dir").mkdir(), dict(args=_predict(w, t / "dir", "--overwrite")))[-1], contains=("is a folder",)),
+    Case("folds --out an existing folder --overwrite", "output", lambda w, t: ((t / "dir").mkdir(), dict(args=["folds", w["ds"], "--out", t / "dir", "--overwrite"]))[-1], contains=("is a folder",)),
+    Case("ensemble --out an existing folder --overwrite", "output", lambda w, t: ((t / "dir").mkdir(), dict(args=["ensemble", w["mil"], w["comp"], "--out", t / "dir", "--overwrite"]))[-1], contains=("is a folder",)),
+    Case("garbage study.db", "run", lambda w, t: ((t / "sw").mkdir(), (t / "sw" / "study.db").write_bytes(b"not a database" * 100), dict(args=["sweep", "--store", w["st"], "--data-dir", w["ds"], "--out", t / "sw", "--trials", 1, "--no-progress"]))[-1], contains=("not a readable Optuna study",)),
+    Case("a store of all-NaN features", "store", lambda w, t: dict(args=_store_run(_nan_store(w, t), w, t)), contains=("non-finite",)),
+    # misleading messages
+    Case("extract --tile 100000", "option", lambda w, t: dict(args=_extract(w["ds"], t / "s.h5", "--tile", 100000, "--stride", 100)), contains=("larger than every image",)),
+    Case("predict on an unreadable test image", "data", lambda w, t: (d := _data(w, t), _img(d, 0, "test").write_text("x"), dict(args=_predict_d(w, d, t / "s.csv", "--features-dir", t / "f")))[-1], contains=("every image",)),
+    Case("a read-only run folder (Kaggle input)", "output", _readonly_run, contains=("--features-dir",)),
+    Case("--max-pixels above PIL's own cap", "option", lambda w, t: (d := _data(w, t), _bomb(_img(d), 15000, 15000), dict(args=_extract(d, t / "s.h5", "--max-pixels", 300_000_000)))[-1], contains=("is truncated",)),
+    Case("train-heads --out .", "output", lambda w, t: dict(args=_heads(w, ".", "--overwrite")), contains=("name a run folder",)),
+    Case("predict --out .", "output", lambda w, t: dict(args=_predict(w, ".", "--overwrite")), contains=("name a file",)),
+    Case("train-heads disk full leaves no .partial", "output", lambda w, t: (r := _copy_run(w, t), dict(args=_heads(w, r, "--overwrite"), protect=[r], proc=True, preexec=_fsize_limit(20000)))[-1], contains=("no space left",), check=_stale_partial),
 ]

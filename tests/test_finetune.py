@@ -114,3 +114,18 @@ def test_torchrun_two_cpu_processes(ds, tmp_path):
     assert m["world_size"] == 2 and len(pd.read_csv(out / "oof.csv")) == 24
     assert r.stdout.count("OOF weighted R2") == 1, r.stdout       # only rank 0 reports and writes
     assert sorted(p.name for p in out.glob("fold*")) == ["fold0.safetensors", "fold1.safetensors"]
+
+
+def test_resume_refuses_changed_data(ds, tmp_path):
+    "A run interrupted, then its train.csv edited: --resume says so instead of failing on mismatched shapes."
+    import shutil
+    d = Path(shutil.copytree(ds, tmp_path / "d"))
+    args = ["train", "--data-dir", str(d), "--layout", "full", "--epochs", "2", "--folds", "2", *map(str, TINY),
+            "--out", str(tmp_path / "r")]
+    r = subprocess.run([str(BIN / "image2biomass"), *args], capture_output=True, text=True,
+                       env={**os.environ, "IMAGE2BIOMASS_FAULT": "write:4"})
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    df = pd.read_csv(d / "train.csv")
+    df[df.image_path != df.image_path.iloc[0]].to_csv(d / "train.csv", index=False)
+    r = run(*args, "--resume", check=2)
+    assert "other data" in r.stderr and "--overwrite" in r.stderr

@@ -97,5 +97,5 @@ def test_density_maps(trained, tmp_path):
     r = run("predict", "--runs", tmp_path / "dens", d / "mil", "--data-dir", ds, "--out", tmp_path / "s.csv", "--maps", tmp_path / "maps",
             "--workers", 0, check=0)
     assert "density maps in" in r.stdout and len(list((tmp_path / "maps").glob("*.png"))) == 3
-    r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", tmp_path / "t.csv", "--maps", tmp_path / "m2", "--workers", 0, check=0)
-    assert "no density run, no maps" in r.stdout
+    r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", tmp_path / "t.csv", "--maps", tmp_path / "m2", "--workers", 0, check=2)
+    assert "--maps" in r.stderr and "density" in r.stderr and not (tmp_path / "t.csv").exists()   # an option that would do nothing
