@@ -32,11 +32,13 @@ pytest: venv
 
 book: venv
 	$(BIN)/nbdev-export
+	$(BIN)/python -c "from image2biomass.cli import write_cli_spec; write_cli_spec()"
 	$(BIN)/python tools/book.py
 	$(BIN)/nbdev-clean
 
 export: venv
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
+	$(BIN)/python -c "from image2biomass.cli import write_cli_spec; write_cli_spec()"
 
 lab: venv
 	$(BIN)/python -m ipykernel install --user --name image2biomass --display-name "Python (image2biomass)"

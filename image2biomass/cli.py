@@ -5,14 +5,13 @@ stage configs' fields, with the same names, defaults, choices and help."""
 
 # %% ../nbs/08_cli.ipynb #2a85b819
 from __future__ import annotations
-import argparse, dataclasses, errno, functools, inspect, sys
+import argparse, dataclasses, errno, functools, inspect, json, sys
 from pathlib import Path
-from fastcore.docments import docments
-from . import data as _data
 from .config import field_choices
 
 # %% auto #0
-__all__ = ['add_args', 'validate', 'folds', 'merge_stores', 'ensemble', 'train_ensemble', 'make_parser', 'main']
+__all__ = ['COMMANDS', 'DESCRIPTION', 'add_args', 'validate', 'folds', 'merge_stores', 'ensemble', 'train_ensemble',
+           'make_parser', 'parser_spec', 'spec_file', 'fast_parser', 'write_cli_spec', 'main']
 
 # %% ../nbs/08_cli.ipynb #53f12cb3
 def _arg(parser, name, p, doc, choices):
@@ -40,7 +39,9 @@ def _arg(parser, name, p, doc, choices):
 
 # %% ../nbs/08_cli.ipynb #b4e7a0e5
 @functools.cache
-def _docments(fn) -> dict: return docments(fn)   # parsing the source is most of the parser's build time
+def _docments(fn) -> dict:   # parsing the source is most of the full parser's build time
+    from fastcore.docments import docments
+    return docments(fn)
 
 def add_args(parser, # an argparse parser (or subparser)
              fn, # function or dataclass whose parameters become arguments
@@ -60,6 +61,7 @@ def validate(data_dir, # folder holding train.csv (and optionally test.csv) with
             ):
     "Validate a dataset folder: CSV schema, targets, dates, mass balance, image files; print a summary."
     from tqdm.auto import tqdm
+    from image2biomass import data as _data
     d = Path(data_dir)
     train = _data.read_train(d / "train.csv", data_dir=d)
     paths = list(train.image_path)
@@ -83,6 +85,7 @@ def folds(data_dir, # folder holding train.csv
          ):
     "Write the grouped (by sampling date), state-stratified fold of every training image."
     from image2biomass.files import write_csv, check_output
+    from image2biomass import data as _data
     out = check_output(out, [Path(data_dir) / "train.csv"], overwrite)
     train = _data.read_train(Path(data_dir) / "train.csv")
     train["fold"] = _data.make_folds(train, n_splits, seed)
@@ -133,80 +136,55 @@ def _stage(module, fn, cfg):
     return run
 
 # %% ../nbs/08_cli.ipynb #82779113
+COMMANDS = {  # name: (module, function, config class or '', help); the parser's options come from these
+    "synth": ("data", "make_synthetic_dataset", "", "write a synthetic dataset in the competition's format"),
+    "validate": ("cli", "validate", "", "validate a dataset folder and print its summary"),
+    "folds": ("cli", "folds", "", "write grouped, stratified CV folds"),
+    "extract": ("extract", "extract", "ExtractConfig", "extract tile features into an HDF5 feature store"),
+    "merge-stores": ("cli", "merge_stores", "", "merge shard stores into one"),
+    "train-heads": ("train_heads", "train_heads", "TrainConfig", "cross-validate a head on cached features"),
+    "sweep": ("sweep", "sweep", "SweepConfig", "hyper-parameter search over heads (Optuna)"),
+    "state": ("state", "train_state", "StateConfig", "cross-validate a photo -> State classifier"),
+    "train": ("finetune", "finetune", "FinetuneConfig", "fine-tune a backbone end to end"),
+    "ensemble": ("cli", "ensemble", "", "blend runs with per-target weights fitted on their OOF predictions"),
+    "train-ensemble": ("cli", "train_ensemble", "", "fine-tune several backbones on the same folds and blend them"),
+    "pseudo-label": ("pseudo", "pseudo_label", "PseudoConfig",
+                     "retrain a run with pseudo-labelled test images, in rounds"),
+    "predict": ("inference", "predict", "PredictConfig",
+                "predict the test split and write a validated submission.csv"),
+    "kaggle-bundle": ("kaggle", "kaggle_bundle", "",
+                      "write an offline Kaggle kernel and the wheelhouse it installs from"),
+    "demo": ("demo", "run_demo", "", "run the demo pipeline on synthetic data"),
+}
+
+def _resolve(name) -> tuple: # (function that runs the command, [sources of its options])
+    "Import a command's module (only now: the parser needs none of them) and return its function and option sources."
+    import importlib
+    module, fn, cfg, _ = COMMANDS[name]
+    m = importlib.import_module(f"image2biomass.{module}")
+    if cfg: return _stage(module, fn, cfg), [getattr(m, cfg)]
+    if name == "train-ensemble":
+        from image2biomass.finetune import FinetuneConfig
+        return getattr(m, fn), [getattr(m, fn), FinetuneConfig]
+    return getattr(m, fn), [getattr(m, fn)]
+
 def _commands():
-    "name -> (function, [argument sources], help)."
-    from image2biomass.demo import run_demo
-    from image2biomass.extract import ExtractConfig
-    from image2biomass.train_heads import TrainConfig
-    from image2biomass.sweep import SweepConfig
-    from image2biomass.state import StateConfig
-    from image2biomass.finetune import FinetuneConfig
-    from image2biomass.pseudo import PseudoConfig
-    from image2biomass.inference import PredictConfig
-    from image2biomass.kaggle import kaggle_bundle
-    return {
-        "synth": (
-            _data.make_synthetic_dataset,
-            [_data.make_synthetic_dataset],
-            "write a synthetic dataset in the competition's format",
-        ),
-        "validate": (validate, [validate], "validate a dataset folder and print its summary"),
-        "folds": (folds, [folds], "write grouped, stratified CV folds"),
-        "extract": (
-            _stage("extract", "extract", "ExtractConfig"),
-            [ExtractConfig],
-            "extract tile features into an HDF5 feature store",
-        ),
-        "merge-stores": (merge_stores, [merge_stores], "merge shard stores into one"),
-        "train-heads": (
-            _stage("train_heads", "train_heads", "TrainConfig"),
-            [TrainConfig],
-            "cross-validate a head on cached features",
-        ),
-        "sweep": (_stage("sweep", "sweep", "SweepConfig"), [SweepConfig], "hyper-parameter search over heads (Optuna)"),
-        "state": (
-            _stage("state", "train_state", "StateConfig"),
-            [StateConfig],
-            "cross-validate a photo -> State classifier",
-        ),
-        "train": (
-            _stage("finetune", "finetune", "FinetuneConfig"),
-            [FinetuneConfig],
-            "fine-tune a backbone end to end",
-        ),
-        "ensemble": (ensemble, [ensemble], "blend runs with per-target weights fitted on their OOF predictions"),
-        "train-ensemble": (
-            train_ensemble,
-            [train_ensemble, FinetuneConfig],
-            "fine-tune several backbones on the same folds and blend them",
-        ),
-        "pseudo-label": (
-            _stage("pseudo", "pseudo_label", "PseudoConfig"),
-            [PseudoConfig],
-            "retrain a run with pseudo-labelled test images, in rounds",
-        ),
-        "predict": (
-            _stage("inference", "predict", "PredictConfig"),
-            [PredictConfig],
-            "predict the test split and write a validated submission.csv",
-        ),
-        "kaggle-bundle": (
-            kaggle_bundle,
-            [kaggle_bundle],
-            "write an offline Kaggle kernel and the wheelhouse it installs from",
-        ),
-        "demo": (run_demo, [run_demo], "run the demo pipeline on synthetic data"),
-    }
+    "name -> (function, [argument sources], help), every module imported: the full parser that `parser_spec` records."
+    return {name: (*_resolve(name), h) for name, (*_, h) in COMMANDS.items()}
+
 
 # %% ../nbs/08_cli.ipynb #a984f8bd
-def make_parser() -> argparse.ArgumentParser:
-    "The `image2biomass` argument parser with one subparser per command."
+DESCRIPTION = "Pasture biomass from top-down photos (CSIRO Image2Biomass)."
+
+def _root_parser() -> tuple: # (parser, its subparsers action)
     from image2biomass import __version__
-    p = argparse.ArgumentParser(
-        prog="image2biomass", description="Pasture biomass from top-down photos (CSIRO Image2Biomass)."
-    )
+    p = argparse.ArgumentParser(prog="image2biomass", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"image2biomass {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    return p, p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+def make_parser() -> argparse.ArgumentParser:
+    "The `image2biomass` argument parser with one subparser per command, built from the configs (imports every stage)."
+    p, sub = _root_parser()
     for name, (fn, sources, help_) in _commands().items():
         sp = sub.add_parser(name, help=help_, description=(sources[-1].__doc__ or help_))
         seen = set()
@@ -218,27 +196,65 @@ def make_parser() -> argparse.ArgumentParser:
         sp.set_defaults(_fn=fn)
     return p
 
+# %% ../nbs/08_cli.ipynb #b888d249
+def _arg_spec(a) -> dict:
+    "One argparse action as plain data."
+    d = a.default
+    return dict(flags=[f for f in a.option_strings if not f.startswith("--no-")], dest=a.dest,
+                bool=isinstance(a, argparse.BooleanOptionalAction), nargs=a.nargs, tuple=isinstance(d, tuple),
+                default=list(d) if isinstance(d, tuple) else d, type=getattr(a.type, "__name__", None),
+                choices=list(a.choices) if a.choices else None, help=a.help)
+
+def parser_spec() -> dict:
+    "Every command's help, description and options, read off the full parser (`make_parser`), as plain data."
+    sub = next(a for a in make_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    return {n: dict(help=helps[n], description=sp.description,
+                    args=[_arg_spec(a) for a in sp._actions if not isinstance(a, argparse._HelpAction)])
+            for n, sp in sub.choices.items()}
+
+# %% ../nbs/08_cli.ipynb #db9a236d
+def _add(sp, a: dict):
+    "Add the option `a` (from `_arg_spec`) to subparser `sp`."
+    kw = dict(help=a["help"], **({"choices": a["choices"]} if a["choices"] else {}))
+    if not a["flags"]: return sp.add_argument(a["dest"], nargs=a["nargs"], **kw)
+    if a["bool"]:
+        return sp.add_argument(a["flags"][0], dest=a["dest"], action=argparse.BooleanOptionalAction, default=a["default"],
+                               **kw)
+    t = {"int": int, "float": float, "str": str}.get(a["type"])
+    return sp.add_argument(*a["flags"], dest=a["dest"], nargs=a["nargs"], **({"type": t} if t else {}),
+                           default=tuple(a["default"]) if a["tuple"] else a["default"], **kw)
+
+def spec_file() -> Path:
+    "Where the recorded parser lives: beside the package's modules (shipped in its wheel)."
+    import image2biomass
+    return Path(image2biomass.__file__).with_name("cli_spec.json")
+
+def fast_parser() -> argparse.ArgumentParser:
+    "The parser rebuilt from `cli_spec.json` without importing any stage; the full `make_parser` if the file is missing."
+    try: spec = json.loads(spec_file().read_text())
+    except (OSError, ValueError): return make_parser()
+    p, sub = _root_parser()
+    for name, c in spec.items():
+        sp = sub.add_parser(name, help=c["help"], description=c["description"])
+        for a in c["args"]: _add(sp, a)
+    return p
+
+def write_cli_spec() -> Path:
+    "Record `parser_spec()` in `cli_spec.json` (atomically); `make export` and `make book` call it."
+    from image2biomass.files import write_text
+    return write_text(spec_file(), json.dumps(parser_spec(), indent=1) + "\n")
+
 # %% ../nbs/08_cli.ipynb #a23478aa
+_ERRORS = [("data", "DataError"), ("data", "ImageError"), ("store", "StoreError"), ("backbones", "WeightsNotFound"),
+           ("backbones", "CheckpointError"), ("files", "OutputError"), ("files", "StateError"), ("runs", "RunError"),
+           ("config", "ConfigError")]
+
 def _user_errors() -> tuple:
-    from image2biomass.store import StoreError
-    from image2biomass.backbones import WeightsNotFound, CheckpointError
-    from image2biomass.files import OutputError, StateError
-    from image2biomass.runs import RunError
-    from image2biomass.config import ConfigError
-    return (
-        _data.DataError,
-        _data.ImageError,
-        StoreError,
-        WeightsNotFound,
-        CheckpointError,
-        OutputError,
-        StateError,
-        RunError,
-        ConfigError,
-        FileExistsError,
-        FileNotFoundError,
-        ValueError,
-    )
+    "The exception classes that are messages to the user (of the modules loaded: no other can have raised one)."
+    mods = {m: sys.modules.get(f"image2biomass.{m}") for m, _ in _ERRORS}
+    return tuple(getattr(mods[m], n) for m, n in _ERRORS if mods[m] is not None) + (
+        FileExistsError, FileNotFoundError, ValueError)
 
 # %% ../nbs/08_cli.ipynb #38cda752
 def _message(e) -> str|None:
@@ -254,14 +270,15 @@ def _message(e) -> str|None:
         errno.EROFS,
     ):
         return os_error_message(e)
-    if isinstance(e, MemoryError): return "out of memory: use a smaller --batch-size or fewer --workers"
+    if isinstance(e, MemoryError):
+        return "out of memory: use a smaller --batch-size, --tile or --input-size/--img-size, or fewer --workers"
     return None
 
 # %% ../nbs/08_cli.ipynb #4c67d2fd
 def main(argv=None) -> int:
     "Entry point of the `image2biomass` console script; expected errors print one clear line and exit 2."
-    args = vars(make_parser().parse_args(argv))
-    fn = args.pop("_fn"); args.pop("command")
+    args = vars(fast_parser().parse_args(argv))
+    name = args.pop("command"); fn = args.pop("_fn", None) or _resolve(name)[0]   # the stage is imported only now
     try: fn(**args)
     except KeyboardInterrupt:
         print("image2biomass: interrupted; rerun the same command to continue where it is resumable", file=sys.stderr)

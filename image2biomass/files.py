@@ -31,6 +31,9 @@ def _fault_point():
     if spec.startswith("write:") and _WRITES[0] == int(spec[6:]): os.kill(os.getpid(), signal.SIGKILL)
 
 # %% ../nbs/00a_files.ipynb #41be99ea
+def _umask() -> int:
+    m = os.umask(0); os.umask(m); return m
+
 @contextlib.contextmanager
 def atomic_path(path, # the file to (re)place
                ):
@@ -42,6 +45,8 @@ def atomic_path(path, # the file to (re)place
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp makes 0600 files: give the new file the old one's mode, else what open() would (umask)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         with open(tmp, "rb+") as f: os.fsync(f.fileno())
         _fault_point()
         os.replace(tmp, path)

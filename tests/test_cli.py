@@ -48,3 +48,13 @@ def test_demo_runs(tmp_path):
     assert len(pd.read_csv(tmp_path / "demo" / "submission.csv")) == 4 * 5
     r = run(*args, check=0)                       # a second run reuses the dataset and the finished runs
     assert "reusing the synthetic dataset" in r.stdout
+
+
+def test_recorded_parser_is_current_and_imports_no_stage():
+    "cli_spec.json matches the configs (else: make export), and the console script's parser imports no torch."
+    from image2biomass.cli import parser_spec, spec_file
+    assert json.loads(spec_file().read_text()) == parser_spec(), "image2biomass/cli_spec.json is stale: run make export"
+    code = ("import sys; from image2biomass.cli import fast_parser; fast_parser().parse_args(['extract', '--views', "
+            "'d4']); print(sorted(m for m in ('torch', 'timm', 'sklearn', 'pandas', 'h5py') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
