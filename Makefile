@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pyproject.sha256
 
-.PHONY: venv demo test nbtest pytest lab bench export clean-nbs book
+.PHONY: venv demo test nbtest pytest lab bench bench-quick export clean-nbs book
 
 venv:
 	@h=$$(sha256sum pyproject.toml | cut -d' ' -f1); \
@@ -43,6 +43,10 @@ export: venv
 lab: venv
 	$(BIN)/python -m ipykernel install --user --name image2biomass --display-name "Python (image2biomass)"
 	$(BIN)/jupyter lab --notebook-dir nbs
+
+# the speed guard: ratios to references timed in the same run, against benchmarks/baselines.json (fails beyond +25 %)
+bench-quick: venv
+	$(BIN)/python benchmarks/bench_quick.py
 
 bench: venv
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -1,0 +1,142 @@
+"""The speed guard (issue L): each speed measured as a ratio to a reference timed in the same run, so a slower or busier
+machine moves both and the ratio stays. Compared with benchmarks/baselines.json; a ratio worse than its baseline by
+more than the tolerance (25 %) fails the run (exit 1).
+
+    python benchmarks/bench_quick.py                     # check (make bench-quick)
+    python benchmarks/bench_quick.py --rebaseline "why"  # write the measured ratios as the new baselines (commit them
+                                                         # with the reason: the commit message says why)
+Measures (best of a few repeats where the job is short, to damp a noisy neighbour):
+- extract: whole-process `image2biomass extract` of 6 images (ViT-S/14, random init, 224-px tiles) against the bare
+  model's forward over the same tiles in this process (ratio: pipeline seconds / bare seconds; lower is better);
+- heads: 5-fold MIL CV on a 160 x 15 x 256 store, 40 epochs, against a fixed torch calibration loop;
+- startup: `image2biomass --help` and `python -c pass` (ratio of the two);
+- demo: the CLI demo on 30 images of 96 x 192 px against the calibration loop."""
+import argparse, json, subprocess, sys, tempfile, time, warnings
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import record
+
+BASELINES = Path(__file__).with_name("baselines.json")
+BIN = Path(sys.executable).parent
+
+
+def best(fn, n=3) -> float:
+    "The fastest of n timed calls (seconds)."
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter(); fn(); out.append(time.perf_counter() - t0)
+    return min(out)
+
+
+def calibration() -> float:
+    "A fixed torch + numpy workload (small matmuls, elementwise ops, a backward pass): the machine's speed now."
+    import torch
+    torch.manual_seed(0)
+    w = torch.randn(256, 256, requires_grad=True); x = torch.randn(480, 256)
+    a = np.random.default_rng(0).normal(size=(200, 200))
+    def work():
+        for _ in range(150):
+            (torch.tanh(x @ w) * torch.sigmoid(x @ w)).sum().backward()
+        for _ in range(20): np.linalg.svd(a)
+    return best(work, 5)
+
+
+def sh(*args) -> float:
+    "Wall seconds of a command (it must succeed)."
+    t0 = time.perf_counter()
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+    if r.returncode: raise SystemExit(f"{args[0]} failed:\n{r.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def bench_extract(tmp: Path) -> float:
+    import torch
+    from image2biomass.data import make_synthetic_dataset
+    from image2biomass.backbones import load_backbone
+    from image2biomass.store import FeatureStore
+    ds = make_synthetic_dataset(tmp / "x", n_train=6, n_test=1, size=(448, 896), seed=0, progress=False)
+    out = tmp / "x.h5"
+    pipe = min(sh(BIN / "image2biomass", "extract", "--data-dir", ds, "--backbone", "vit_small_patch14_dinov2",
+                  "--random-init", "--tile", 224, "--stride", 224, "--out", out, "--no-progress", "--overwrite")
+               for _ in range(2))
+    n = FeatureStore(out).shape[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore"); fx, info = load_backbone("vit_small_patch14_dinov2", random_init=True, tile=224)
+    x = torch.randint(0, 255, (n, 3, info["input_size"], info["input_size"]), dtype=torch.uint8)
+    def bare():
+        with torch.inference_mode():
+            for s in range(0, n, 16): fx(x[s:s + 16])
+    return pipe / best(bare, 2)
+
+
+def bench_heads(tmp: Path) -> float:
+    from image2biomass.data import TARGETS, make_synthetic_dataset, read_train
+    from image2biomass.store import open_store_for_writing
+    from image2biomass.train_heads import train_heads
+    ds = make_synthetic_dataset(tmp / "h", n_train=160, n_test=1, size=(16, 32), seed=0, progress=False)
+    df = read_train(ds / "train.csv"); rng = np.random.default_rng(0); w = rng.normal(size=(256, 5)) / 16
+    y = np.log1p(df[TARGETS].to_numpy())
+    st = tmp / "h.h5"
+    wr = open_store_for_writing(st, {"split": "train", "bench": "quick"}, list(df.image_id),
+                                [np.zeros((15, 4), np.int32)] * len(df), [(1000, 2000)] * len(df), 1, 256)
+    for i in range(len(df)): wr.write(i, (rng.normal(size=(15, 1, 256)) + (y[i] @ w.T) * 0.5).astype(np.float16))
+    wr.finish()
+    k = iter(range(10))
+    return paired(lambda: train_heads(store=st, data_dir=ds, out=tmp / f"r{next(k)}", head="mil", epochs=40,
+                                      patience=10**6, ridge=False, progress=False), 3)
+
+
+def paired(fn, n) -> float:
+    "The smallest of n ratios (job seconds / calibration seconds), each calibration timed just before its job."
+    out = []
+    for _ in range(n):
+        c = calibration(); t0 = time.perf_counter(); fn(); out.append((time.perf_counter() - t0) / c)
+    return min(out)
+
+
+def bench_startup() -> float:
+    return best(lambda: sh(BIN / "image2biomass", "--help"), 10) / best(lambda: sh(sys.executable, "-c", "pass"), 10)
+
+
+def bench_demo(tmp: Path) -> float:
+    return paired(lambda: sh(BIN / "image2biomass", "demo", "--out-dir", tmp / "demo", "--n-train", 30, "--n-test", 6, "--size", 96, 192,
+              "--folds", 3, "--vit", "test_vit", "--vit-size", 32, "--no-progress"), 1)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rebaseline", metavar="REASON", help="write the measured ratios as the new baselines")
+    p.add_argument("--tolerance", type=float, default=0.25, help="allowed slowdown against a baseline (0.25 = 25 %%)")
+    a = p.parse_args()
+    warnings.simplefilter("ignore")
+    tmp = Path(tempfile.mkdtemp(prefix="i2b-bench-quick-"))
+    t0 = time.perf_counter()
+    cal = calibration()
+    ratios = dict(extract=bench_extract(tmp), heads=bench_heads(tmp), startup=bench_startup(), demo=bench_demo(tmp))
+    raw = dict(ratios, heads=ratios["heads"] * cal, demo=ratios["demo"] * cal)   # seconds at this run's calibration
+    what = dict(extract="extract (6 images) / bare model", heads="5-fold MIL CV, 40 epochs / calibration",
+                startup="image2biomass --help / python -c pass", demo="demo (30 images) / calibration")
+    base = json.loads(BASELINES.read_text())["ratios"] if BASELINES.exists() else {}
+    rows, bad = [], []
+    for k, r in ratios.items():
+        b = base.get(k)
+        change = r / b - 1 if b else float("nan")
+        ok = b is None or change <= a.tolerance
+        if not ok: bad.append(k)
+        secs = f"{raw[k]:.2f} s" if k in ("heads", "demo") else f"{raw[k]:.2f}x"
+        rows.append(f"| {what[k]} | {secs} | {r:.3f} | {b if b is not None else '-'} | {change:+.0%} | "
+                    f"{'ok' if ok else 'SLOWER'} |")
+    table = ["", "| measure | raw | ratio | baseline | change | verdict |", "|---|---|---|---|---|---|", *rows, ""]
+    lines = [f"calibration loop {cal:.3f} s; tolerance +{a.tolerance:.0%}; total {time.perf_counter() - t0:.0f} s"]
+    if a.rebaseline:   # the better of this run and the committed baseline would hide noise; this run's, as measured
+        BASELINES.write_text(json.dumps(dict(reason=a.rebaseline, date=time.strftime("%Y-%m-%d"),
+                                             ratios={k: round(v, 4) for k, v in ratios.items()}), indent=1) + "\n")
+        lines.append(f"re-baselined ({a.rebaseline})")
+    lines.append(("REGRESSION: " + ", ".join(bad)) if bad else "no regression beyond the tolerance")
+    record("bench_quick (speed guard)", lines + ["\n".join(table)])
+    sys.exit(1 if bad and not a.rebaseline else 0)
+
+
+if __name__ == "__main__":
+    main()
