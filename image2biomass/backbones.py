@@ -19,8 +19,8 @@ __all__ = ['REGISTRY', 'VEGETATION', 'AUTO', 'REGISTRY_SHAPES', 'WEIGHT_SUFFIXES
            'CheckpointError', 'weight_files', 'read_checkpoint', 'convert_state_dict', 'detect_format',
            'CheckpointInfo', 'describe_state_dict', 'match_arch', 'Checkpoint', 'prepare_checkpoint', 'FeatureSpec',
            'parse_feature', 'model_facts', 'patch_size_of', 'default_feature', 'TimmFeatures', 'feature_names',
-           'feature_dim', 'fit_to_model', 'arch_facts', 'round_to_patch', 'load_backbone', 'describe_backbone',
-           'rebuild_backbone', 'VegetationFeatures']
+           'feature_dim', 'fit_to_model', 'arch_facts', 'round_to_patch', 'check_input', 'load_backbone',
+           'describe_backbone', 'rebuild_backbone', 'VegetationFeatures']
 
 # %% ../nbs/02a_backbones.ipynb #1e5c88a4
 REGISTRY = {
@@ -705,12 +705,17 @@ def round_to_patch(size, patch) -> int:
     "`size` rounded to the nearest multiple of `patch` (at least one patch)."
     return max(patch, int(round(size / patch)) * patch)
 
-def _check_input(fx, size, name):
+def check_input(fx, # the extractor, on the device it will run on
+                size, # its input side
+                name, # the backbone as the user named it
+               ) -> list: # `feature_names(fx, size)`
     "One tile through the model before any work starts: a size it cannot take is one clear line, not a traceback."
-    try: feature_names(fx, size)
+    was = fx.training; fx.eval()   # no batch-norm statistics from the dummy tile
+    try: return feature_names(fx, size)
     except (RuntimeError, AssertionError, ValueError) as e:
         raise ValueError(f"backbone {name} cannot take {size} px input ({str(e).splitlines()[0][:160]}); choose "
                          f"another --input-size / --img-size (a multiple of {fx.patch})") from None
+    finally: fx.train(was)
 
 def _create(timm_name, size, overrides, dynamic=False, device=None):
     """A timm model at input `size`, seeded so that random-init is the same in every run. Models with an input size
@@ -770,7 +775,6 @@ def load_backbone(name, # short or timm name, 'auto' (architecture from the weig
         except RuntimeError as e: raise CheckpointError(f"{src}: {str(e).splitlines()[0][:300]}") from None
     model.eval().requires_grad_(False)
     fx = TimmFeatures(model, spec, kind, scales)
-    _check_input(fx, size, name)
     info = dict(backbone=name, chosen=spec.name, timm_name=tn, arch_overrides=ov, weights=wid, weights_format=fmt,
                 weights_file=str(src) if src else None, checkpoint=str(ck.info) if ck and ck.info else "", kind=fx.kind,
                 scales=",".join(f"{s:g}" for s in fx.fs.scales), input_size=size, patch=patch, patch_grid=size // patch,

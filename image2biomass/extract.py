@@ -17,7 +17,8 @@ from .runtime import resolve_device, autocast, Dist, set_threads
 from .data import read_train, read_test, load_image, open_image, ImageError, MAX_PIXELS
 from .tiling import layout_boxes, crop_tiles, d4_tensor, view_indices, LAYOUTS
 from .clean import clean_image, CLEAN
-from .backbones import load_backbone, feature_names, describe_backbone, parse_feature, VEGETATION, sha256_file
+from .backbones import (load_backbone, feature_names, describe_backbone, parse_feature, VEGETATION,
+                                     sha256_file, check_input)
 from .store import (open_store_for_writing, merge_stores, compress_store, FeatureStore, StoreError,
                                  partial_path)
 
@@ -249,7 +250,7 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None) -> Path:
     fx = fx.to(device).eval()
     if device.type == "cuda": fx = fx.to(memory_format=torch.channels_last)
     views = view_indices(cfg.views)
-    names = feature_names(fx, size)
+    names = check_input(fx, size, cfg.backbone)   # on its device: one tile, a size it cannot take is one line
     dim = sum(w for _, w in names)
     fp = fingerprint(cfg, info, all_ids, f"{k}/{n}" if n > 1 else "", all_paths)
     w = open_store_for_writing(out, fp, ids, boxes, sizes, len(views), dim, cfg.dtype, overwrite=cfg.overwrite,

@@ -25,7 +25,7 @@ from image2biomass.data import (
 from .files import write_json, write_csv, save_tensors, save_state, load_state, StateError
 from .tiling import layout_boxes, crop_tiles, location_areas
 from .clean import clean_image, draw_stamp
-from .backbones import load_backbone, rebuild_backbone, TimmFeatures, model_facts, VEGETATION
+from .backbones import load_backbone, rebuild_backbone, TimmFeatures, model_facts, VEGETATION, check_input
 from .models import BiomassHead, STATES
 from image2biomass.runs import (
     start_run,
@@ -564,6 +564,7 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
     torch.manual_seed(cfg.seed * 1000 + fold)
     tr_s, va_s = _fold_parts(cfg, s, tr, va, extra)
     model = build_model(cfg, s.y[tr]).to(d.device)
+    check_input(model.fx, model.info["input_size"], cfg.backbone)   # a size it cannot take: one line, before training
     if cfg.init_from: _init_from(model, cfg, fold)
     steps = cfg.epochs * math.ceil(math.ceil(math.ceil(len(tr_s) / d.world) / cfg.batch_size) / cfg.accum)
     opt, sched = make_optimiser(model, cfg, steps)
