@@ -60,7 +60,7 @@ def validate(data_dir, # folder holding train.csv (and optionally test.csv) with
              progress=True, # progress bar while decoding
             ):
     "Validate a dataset folder: CSV schema, targets, dates, mass balance, image files; print a summary."
-    from tqdm.auto import tqdm
+    from image2biomass.files import progress as progress_bar
     from image2biomass import data as _data
     d = Path(data_dir)
     train = _data.read_train(d / "train.csv", data_dir=d)
@@ -68,7 +68,7 @@ def validate(data_dir, # folder holding train.csv (and optionally test.csv) with
     if (d / "test.csv").exists(): paths += list(_data.read_test(d / "test.csv", data_dir=d).image_path)
     if check_images:
         bad = []
-        for p in tqdm(paths, desc="decoding images", disable=not progress):
+        for p in progress_bar(paths, progress, desc="decoding images", unit="img"):
             try: _data.load_image(d / p)
             except _data.ImageError as e: bad.append(str(e))
         if bad: raise _data.ImageError(f"{len(bad)} of {len(paths)} image(s) cannot be decoded:\n- " + "\n- ".join(bad))

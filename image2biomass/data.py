@@ -415,7 +415,7 @@ def make_synthetic_dataset(
     stamps=0.0,  # share of photos with an orange date stamp drawn bottom right (real data: ~27 %)
 ) -> Path:
     "Write a synthetic dataset in the competition's exact format; returns `out_dir`."
-    from tqdm.auto import tqdm
+    from image2biomass.files import progress as progress_bar
     out = Path(out_dir)
     if n_train < 1 or n_test < 1: raise ValueError(f"n_train and n_test must be >= 1, got {n_train}, {n_test}")
     if not 1 <= quality <= 100: raise ValueError(f"--quality {quality}: a JPEG quality from 1 to 100")
@@ -438,7 +438,7 @@ def make_synthetic_dataset(
     taken = set()
     train_rows, test_rows, label_rows = [], [], []
     split = [("train", i) for i in _ids(rng, n_train, taken)] + [("test", i) for i in _ids(rng, n_test, taken)]
-    for k, (part, iid) in enumerate(tqdm(split, desc="synthesising images", disable=not progress)):
+    for k, (part, iid) in enumerate(progress_bar(split, progress, desc="synthesising images", unit="img")):
         r = np.random.default_rng([seed, k])
         st = str(r.choice(states, p=p))
         t = _sample_targets(r, st)

@@ -224,7 +224,7 @@ LAST_RUN = {}  # timing of the last extraction loop in this process (images, til
 
 def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None) -> Path:
     "Extract shard k of n (all images when n == 1) into `out`."
-    from tqdm.auto import tqdm
+    from image2biomass.files import progress
     device = device or resolve_device(cfg.device)
     set_threads(cfg.workers)
     all_ids, all_paths = list_images(cfg)
@@ -277,7 +277,8 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None) -> Path:
                                      worker_init_fn=_worker_init if cfg.workers else None)
     tb = TileBatcher(run, cfg.batch_size or (64 if device.type == "cuda" else 16))
     total_tiles = sum(len(b) for b in boxes[start:])
-    bar = tqdm(total=len(ids), initial=start, unit="img", desc=f"extract {cfg.backbone}{f' shard {k}/{n}' if n > 1 else ''}", disable=not cfg.progress)
+    bar = progress(None, cfg.progress, total=len(ids), initial=start, unit="img",
+                   desc=f"extract {cfg.backbone}{f' shard {k}/{n}' if n > 1 else ''}")
     t0, tiles_done = time.time(), 0
     def drain(final=False):
         nonlocal tiles_done

@@ -5,13 +5,13 @@ kill, a full disk or a crash leaves the old file or the new one, never a torn on
 
 # %% ../nbs/00a_files.ipynb #b99b90ee
 from __future__ import annotations
-import contextlib, errno, json, os, signal, tempfile
+import contextlib, errno, json, os, signal, sys, tempfile, time
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['fsync_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'tensors_sha256', 'save_tensors', 'save_figure',
            'OutputError', 'os_error_message', 'check_space', 'check_writable', 'check_output', 'StateError',
-           'save_state', 'load_tensors', 'load_state']
+           'save_state', 'load_tensors', 'load_state', 'LogLine', 'progress']
 
 # %% ../nbs/00a_files.ipynb #ffa206b6
 _WRITES = [0]
@@ -220,3 +220,39 @@ def load_state(path) -> dict:
     tensors, meta = load_tensors(path, "delete it and start this fold again (or the whole run with --overwrite)")
     if "image2biomass_state" not in meta: raise StateError(f"{path}: a safetensors file without training state")
     return _unflatten(json.loads(meta["image2biomass_state"]), tensors)
+
+# %% ../nbs/00a_files.ipynb #c19e11c2
+def _interactive() -> bool:
+    "A terminal or a Jupyter kernel: where a bar redraws in place."
+    import sys
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+class LogLine:
+    "tqdm's counting interface, for logs: nothing while it runs, one line on stderr when it ends."
+    def __init__(self, iterable=None, total=None, desc="", unit="it", initial=0, **_):
+        if total is None and hasattr(iterable, "__len__"): total = len(iterable)
+        self.iterable, self.total, self.desc, self.unit, self.n = iterable, total, desc, unit, initial
+        self.start, self.t0, self.post = initial, time.perf_counter(), {}
+    def __iter__(self):
+        for x in self.iterable: yield x; self.n += 1
+        self.close()
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+    def update(self, k=1): self.n += k
+    def set_postfix(self, **kw): self.post = kw
+    def close(self):
+        if self.t0 is None: return
+        s, self.t0 = time.perf_counter() - self.t0, None
+        rate = (self.n - self.start) / max(s, 1e-9)
+        post = "".join(f", {k} {v}" for k, v in self.post.items())
+        print(f"{self.desc}: {self.n}{f'/{self.total}' if self.total else ''} {self.unit} in {s:.1f} s "
+              f"({rate:.1f} {self.unit}/s){post}", file=sys.stderr, flush=True)
+
+def progress(iterable=None, # what to iterate over (or None and `update`)
+             enabled=True, # False: nothing at all
+             **kw, # tqdm's: total, desc, unit, initial
+            ):
+    "A tqdm bar on a terminal or in a notebook, one `LogLine` in a pipe or log file, nothing when not `enabled`."
+    from tqdm.auto import tqdm
+    if not enabled or _interactive(): return tqdm(iterable, disable=not enabled, **kw)
+    return LogLine(iterable, **kw)

@@ -420,7 +420,7 @@ def make_optimiser(model: FinetuneModel, # the fold's model
     groups = [g for g in groups if g["params"]] + [dict(params=[p for n, p in model.named_parameters() if not n.startswith("fx.")],
                                                         lr=cfg.lr_head, weight_decay=cfg.weight_decay)]
     opt = torch.optim.AdamW(groups, lr=cfg.lr_head)
-    sched = CosineLRScheduler(opt, t_initial=max(1, steps), warmup_t=max(1, int(steps * cfg.warmup)), warmup_prefix=True,
+    sched = CosineLRScheduler(opt, t_initial=max(2, steps),   # (timm logs "no effect" at 1 step) warmup_t=max(1, int(steps * cfg.warmup)), warmup_prefix=True,
                               warmup_lr_init=1e-8, lr_min=0.0, t_in_epochs=False)
     return opt, sched
 
@@ -558,7 +558,7 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
                extra: Samples = None, # pseudo-labelled samples added to training
               ) -> dict:
     "Train (or resume) one fold; returns its OOF predictions and stats. Rank 0 writes fold{k}.safetensors and its state."
-    from tqdm.auto import tqdm
+    from image2biomass.files import progress
     from timm.utils import ModelEmaV3
     from torch.optim.swa_utils import AveragedModel
     torch.manual_seed(cfg.seed * 1000 + fold)
@@ -580,9 +580,8 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
     size = model.info["input_size"]
     train_ds = CropDataset(tr_s, cfg, size, make_aug(cfg.aug), fold, model.grid, train=True)
     val_ds = CropDataset(va_s[d.rank::d.world], cfg, size, None, fold, model.grid)
-    with tqdm(
-        total=cfg.epochs, initial=st["epoch"] + 1, desc=f"fold {fold}", unit="ep", disable=not (cfg.progress and d.main)
-    ) as bar:
+    with progress(None, cfg.progress and d.main, total=cfg.epochs, initial=st["epoch"] + 1, desc=f"fold {fold}",
+                  unit="ep") as bar:
         for epoch in range(st["epoch"] + 1, cfg.epochs):
             if not cfg.swa and st["since"] >= cfg.patience: break
             loss = _train_epoch(model, train_ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st)

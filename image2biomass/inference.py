@@ -234,14 +234,14 @@ def predict_finetune_run(run, # a fine-tuned run folder
                          max_pixels=MAX_PIXELS, # larger images are refused
                         ) -> dict:
     "dict(pred (n, 5) averaged over TTA views and folds, and for density runs maps of the un-augmented view)."
-    from tqdm.auto import tqdm
+    from image2biomass.files import progress as progress_bar
     from image2biomass.finetune import CropDataset, Samples, LAYOUT_TILING
     from image2biomass.tiling import d4_tensor, view_indices, cell_rects, layout_boxes
     from image2biomass.runtime import resolve_device, autocast
     cj, dev = read_config(run), resolve_device(device)
     folds = run_folds(run)
     preds, grams = [], []
-    for k, f in tqdm(folds, desc=f"predict {Path(run).name}", disable=not progress):
+    for k, f in progress_bar(folds, progress, desc=f"predict {Path(run).name}", unit="fold"):
         m, cfg = _finetune_model(run, cj, f, weights); m.to(dev); cfg = dataclasses.replace(cfg, max_pixels=max_pixels)
         ds = CropDataset(Samples(list(paths), np.zeros((len(paths), 5))), cfg, m.info["input_size"], grid=m.grid)
         out, g = [], []

@@ -125,7 +125,7 @@ def sweep(cfg: SweepConfig = None, **kwargs) -> pd.DataFrame:
     "Run (or continue) an Optuna study maximising the pooled OOF weighted R2; returns the trials table, best first."
     import optuna
     from optuna.trial import TrialState
-    from tqdm.auto import tqdm
+    from image2biomass.files import progress
     cfg = dataclasses.replace(cfg or SweepConfig(), **kwargs)
     out = Path(cfg.out)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -133,7 +133,7 @@ def sweep(cfg: SweepConfig = None, **kwargs) -> pd.DataFrame:
     for t in study.get_trials(states=(TrialState.RUNNING,)):   # left by a killed process: never finished
         study.tell(t.number, state=TrialState.FAIL)
     done = len(study.get_trials(states=(TrialState.COMPLETE,)))
-    bar = tqdm(total=cfg.trials, initial=done, desc="sweep", unit="trial", disable=not cfg.progress)
+    bar = progress(None, cfg.progress, total=cfg.trials, initial=done, desc="sweep", unit="trial")
 
     def objective(trial):
         params = suggest(trial, cfg)

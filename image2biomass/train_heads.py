@@ -299,7 +299,7 @@ def _optimiser(model, cfg: TrainConfig, n_train):
     from timm.scheduler import CosineLRScheduler
     try: opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     except (RuntimeError, TypeError): opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = cfg.epochs * math.ceil(n_train / cfg.batch_size)
+    total = max(2, cfg.epochs * math.ceil(n_train / cfg.batch_size))   # timm logs "no effect" at 1 step
     sched = CosineLRScheduler(opt, t_initial=total, warmup_t=max(1, int(total * cfg.warmup)), warmup_lr_init=cfg.lr * 1e-3,
                               warmup_prefix=True, lr_min=0.0, t_in_epochs=False)
     return opt, sched
@@ -525,7 +525,7 @@ def extra_metrics(y, # (n, 5) true grams
 # %% ../nbs/05_training.ipynb #b6937b69
 def train_heads(cfg: TrainConfig = None, **kwargs) -> dict:
     "Cross-validate a head on a feature store; writes the run folder and returns its metrics."
-    from tqdm.auto import tqdm
+    from image2biomass.files import progress
     cfg = dataclasses.replace(cfg or TrainConfig(), **kwargs)
     out, t0 = Path(cfg.out), time.time()
     if cfg.pseudo_store and not cfg.pseudo_labels:
@@ -535,9 +535,7 @@ def train_heads(cfg: TrainConfig = None, **kwargs) -> dict:
     # heads are tiny: one thread measured faster than two, idle (34 vs 45 s) and beside a busy process (35 vs 40 s)
     set_threads(threads=None if os.environ.get("IMAGE2BIOMASS_THREADS") else 1)
     bags, ids, df, store, folds = load_training_bags(cfg)
-    with tqdm(
-        total=cfg.folds * cfg.epochs, desc=f"{cfg.head}/{cfg.loss} CV", unit="ep", disable=not cfg.progress
-    ) as bar:
+    with progress(None, cfg.progress, total=cfg.folds * cfg.epochs, desc=f"{cfg.head}/{cfg.loss} CV", unit="ep") as bar:
         oof, extras, curves, stats, fits = _cv(cfg, bags, folds, bar)
     n = len(ids)                                                    # the training images; pseudo-labelled ones follow
     bags, folds, oof, extras = bags[:n], folds[:n], oof[:n], {k: v[:n] for k, v in extras.items()}

@@ -58,3 +58,13 @@ def test_recorded_parser_is_current_and_imports_no_stage():
             "'d4']); print(sorted(m for m in ('torch', 'timm', 'sklearn', 'pandas', 'h5py') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_progress_in_a_pipe_is_one_line_per_stage(tmp_path):
+    "Not a terminal (CI, a log file, papermill): no carriage-return frames, one line per stage with its count."
+    r = cli("synth", tmp_path / "d", "--n-train", 12, "--n-test", 2, "--size", 32, 64, check=0)
+    r2 = cli("extract", "--data-dir", tmp_path / "d", "--out", tmp_path / "v.h5", "--tile", 32, "--stride", 32,
+             "--workers", 0, check=0)
+    for x in (r, r2): assert "\r" not in x.stderr and "\r" not in x.stdout
+    assert [l.split(":")[0] for l in r.stderr.splitlines()] == ["synthesising images"] and "14/14 img" in r.stderr
+    assert [l.split(":")[0] for l in r2.stderr.splitlines()] == ["extract vegetation"] and "12/12 img" in r2.stderr
