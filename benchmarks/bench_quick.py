@@ -18,6 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import record
 
 BASELINES = Path(__file__).with_name("baselines.json")
+# startup compares two ~0.05-0.1 s process starts: idle runs here spread from 1.6x to 3.2x, so it fails only beyond
+# twice its baseline; the regression it guards (importing torch to build the parser) is 40x
+TOLERANCE = {"startup": 1.0}
 BIN = Path(sys.executable).parent
 
 
@@ -122,13 +125,14 @@ def main():
     for k, r in ratios.items():
         b = base.get(k)
         change = r / b - 1 if b else float("nan")
-        ok = b is None or change <= a.tolerance
+        ok = b is None or change <= TOLERANCE.get(k, a.tolerance)
         if not ok: bad.append(k)
         secs = f"{raw[k]:.2f} s" if k in ("heads", "demo") else f"{raw[k]:.2f}x"
         rows.append(f"| {what[k]} | {secs} | {r:.3f} | {b if b is not None else '-'} | {change:+.0%} | "
                     f"{'ok' if ok else 'SLOWER'} |")
     table = ["", "| measure | raw | ratio | baseline | change | verdict |", "|---|---|---|---|---|---|", *rows, ""]
-    lines = [f"calibration loop {cal:.3f} s; tolerance +{a.tolerance:.0%}; total {time.perf_counter() - t0:.0f} s"]
+    lines = [f"calibration loop {cal:.3f} s; tolerance +{a.tolerance:.0%} (startup +{TOLERANCE['startup']:.0%}); "
+             f"total {time.perf_counter() - t0:.0f} s"]
     if a.rebaseline:   # the better of this run and the committed baseline would hide noise; this run's, as measured
         BASELINES.write_text(json.dumps(dict(reason=a.rebaseline, date=time.strftime("%Y-%m-%d"),
                                              ratios={k: round(v, 4) for k, v in ratios.items()}), indent=1) + "\n")
