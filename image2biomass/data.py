@@ -8,8 +8,7 @@ import json, math, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
-from sklearn.metrics import r2_score
-from sklearn.model_selection import StratifiedGroupKFold
+# sklearn (1.5 s to import) loads where it is used: extraction and the CLI never pay for it
 
 # %% auto #0
 __all__ = ['TARGETS', 'WEIGHTS', 'TARGET_WEIGHTS', 'TRAIN_COLUMNS', 'TEST_COLUMNS', 'META', 'MAX_PIXELS', 'STATE_SHARE',
@@ -219,6 +218,7 @@ def weighted_r2(y_true, # (n, 5) or DataFrame with the `TARGETS` columns
 # %% ../nbs/00_data.ipynb #c5d7b6c4
 def r2_breakdown(y_true, y_pred) -> pd.DataFrame:
     "Per-target R², weight and share of the weighted squared error, plus the pooled score in the last row."
+    from sklearn.metrics import r2_score
     yt, yp = _as_targets(y_true), _as_targets(y_pred)
     sse = TARGET_WEIGHTS * ((yt - yp) ** 2).sum(0)
     rows = {
@@ -249,6 +249,7 @@ def make_folds(df, # per-image frame with `date` and `State` (from `read_train`)
                seed=0, # shuffling seed
               ) -> np.ndarray: # fold index (0..n_splits-1) per row of `df`
     "Grouped, stratified K-fold assignment: no sampling date in two folds, states spread across folds."
+    from sklearn.model_selection import StratifiedGroupKFold
     groups = pd.Series(df["date"]).astype(str).to_numpy()
     n_groups = len(np.unique(groups))
     if n_splits < 2: raise ValueError(f"n_splits must be >= 2, got {n_splits}")

@@ -222,8 +222,13 @@ def fingerprint(cfg: ExtractConfig, # the extraction's settings
 # %% ../nbs/02c_extract.ipynb #3431c0cc
 LAST_RUN = {}  # timing of the last extraction loop in this process (images, tiles, seconds, tiles_per_s, device)
 
-def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None) -> Path:
-    "Extract shard k of n (all images when n == 1) into `out`."
+def _merged_is(path, fp) -> bool:
+    "Whether `path` is a complete store of the extraction whose shard `fp` this is (torchrun merged it earlier)."
+    try: return Path(path).is_file() and FeatureStore(path).fingerprint == {k: v for k, v in fp.items() if k != "shard"}
+    except StoreError: return False
+
+def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) -> Path|None:
+    "Extract shard k of n (all images when n == 1) into `out`; None when `merged` already holds this very extraction."
     from image2biomass.files import progress
     device = device or resolve_device(cfg.device)
     set_threads(cfg.workers)
@@ -253,6 +258,7 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None) -> Path:
     names = check_input(fx, size, cfg.backbone)   # on its device: one tile, a size it cannot take is one line
     dim = sum(w for _, w in names)
     fp = fingerprint(cfg, info, all_ids, f"{k}/{n}" if n > 1 else "", all_paths)
+    if merged is not None and _merged_is(merged, fp): return None   # a torchrun rerun after the shards were merged
     w = open_store_for_writing(out, fp, ids, boxes, sizes, len(views), dim, cfg.dtype, overwrite=cfg.overwrite,
                                commit_every=cfg.commit_every, names=names)
     if w is None:
@@ -329,8 +335,12 @@ def extract(cfg: ExtractConfig = None, **kwargs) -> Path:
             ):
                 compress_store(out, "lzf")
             return out
-        shard = shard_path(out, d.rank, d.world)
-        _extract_one(dataclasses.replace(cfg, progress=cfg.progress and d.main), shard, d.rank, d.world, d.device)
+        shard, quiet = shard_path(out, d.rank, d.world), dataclasses.replace(cfg, progress=cfg.progress and d.main)
+        done = _extract_one(quiet, shard, d.rank, d.world, d.device, merged=out) is None
+        if all(d.gather(done)):
+            if d.main and cfg.progress: print(f"{out} is already complete (merged from {d.world} shards); nothing to do")
+            return out
+        if done: _extract_one(quiet, shard, d.rank, d.world, d.device)   # ranks disagree: every shard is made
         d.barrier()
         if d.main:
             shards = [shard_path(out, r, d.world) for r in range(d.world)]

@@ -11,7 +11,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['fsync_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'tensors_sha256', 'save_tensors', 'save_figure',
            'OutputError', 'os_error_message', 'check_space', 'check_writable', 'check_output', 'StateError',
-           'save_state', 'load_tensors', 'load_state', 'LogLine', 'progress']
+           'save_state', 'load_tensors', 'load_state', 'StateWriter', 'LogLine', 'progress']
 
 # %% ../nbs/00a_files.ipynb #ffa206b6
 _WRITES = [0]
@@ -220,6 +220,29 @@ def load_state(path) -> dict:
     tensors, meta = load_tensors(path, "delete it and start this fold again (or the whole run with --overwrite)")
     if "image2biomass_state" not in meta: raise StateError(f"{path}: a safetensors file without training state")
     return _unflatten(json.loads(meta["image2biomass_state"]), tensors)
+
+# %% ../nbs/00a_files.ipynb #42461e73
+def _to_cpu(x):
+    "A copy of nested state on the CPU (tensors cloned: training keeps changing the originals)."
+    import copy, torch
+    if torch.is_tensor(x): return x.detach().to("cpu", copy=True)
+    if isinstance(x, dict): return {k: _to_cpu(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return type(x)(_to_cpu(v) for v in x)
+    return copy.deepcopy(x)
+
+class StateWriter:
+    "`save_state` from a background thread: one pending write at most; errors surface at the next `write`/`wait`."
+    def __init__(self): self.thread, self.error = None, None
+    def write(self, state, path):
+        self.wait(); snap = _to_cpu(state)
+        def run():
+            try: save_state(snap, path)
+            except BaseException as e: self.error = e
+        import threading
+        self.thread = threading.Thread(target=run, name="image2biomass-state"); self.thread.start()
+    def wait(self):
+        if self.thread is not None: self.thread.join(); self.thread = None
+        if self.error is not None: e, self.error = self.error, None; raise e
 
 # %% ../nbs/00a_files.ipynb #c19e11c2
 def _interactive() -> bool:

@@ -6,7 +6,7 @@ pickle-free resumable checkpoints and multi-GPU under torchrun."""
 
 # %% ../nbs/05b_finetune.ipynb #80e79241
 from __future__ import annotations
-import copy, dataclasses, importlib.util, json, math, os, random, re, time, warnings
+import contextlib, copy, dataclasses, importlib.util, json, math, os, random, re, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -22,7 +22,7 @@ from image2biomass.data import (
     read_pseudo_labels,
     MAX_PIXELS,
 )
-from .files import write_json, write_csv, save_tensors, save_state, load_state, StateError
+from .files import write_json, write_csv, save_tensors, load_state, StateError, StateWriter
 from .tiling import layout_boxes, crop_tiles, location_areas
 from .clean import clean_image, draw_stamp
 from .backbones import load_backbone, rebuild_backbone, TimmFeatures, model_facts, VEGETATION, check_input
@@ -98,6 +98,8 @@ class FinetuneConfig(Config):
     pseudo_labels: str = ""
     pseudo_weight: float = 1.0  # sample weight of the pseudo-labelled images
     grad_checkpointing: bool = False  # trade compute for memory (timm set_grad_checkpointing)
+    # write the resume state every N epochs (also when the fold improves and when it ends), from a background thread
+    state_every: int = 1
     patience: int = 8  # early stopping on the fold weighted R2 (off with --swa)
     clip_grad: float = 1.0  # gradient norm clipping (0 = off)
     ema: float = 0.0  # EMA decay of the weights (e.g. 0.999; 0 = off); evaluation uses the EMA weights
@@ -133,6 +135,7 @@ class FinetuneConfig(Config):
         swa=(0, None),
         pseudo_weight=(0, None),
         patience=(1, None),
+        state_every=(1, None),
         clip_grad=(0, None),
         ema=(0, 0.99999),
         workers=(0, None),
@@ -462,7 +465,24 @@ def _loss(model, o, b, cfg):
                            cfg.aux_weight, b.get("state"), cfg.aux_bins_weight)
 
 # %% ../nbs/05b_finetune.ipynb #ad99ccbd
-def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st) -> float:
+def _has_unused(model, ds, cfg, d) -> bool:
+    "Whether the loss of one training sample leaves a trainable parameter without a gradient (DDP must then search)."
+    was = model.training; model.eval()
+    b = {k: v.to(d.device) for k, v in torch.utils.data.default_collate([ds[0]]).items()}
+    with autocast(d.device, cfg.amp): _loss(model, model(b["x"], b.get("area")), b, cfg).backward()
+    unused = any(p.grad is None for p in model.parameters() if p.requires_grad)
+    model.zero_grad(set_to_none=True); model.train(was)
+    return unused
+
+def _ddp(model, ds, cfg, d, k, cache: dict):
+    "The model wrapped for DDP once per unfreezing phase (`k` units train), not every epoch."
+    if d.world == 1: return model
+    if cache.get("k", -1) != k:
+        cache.update(k=k, net=torch.nn.parallel.DistributedDataParallel(
+            model, find_unused_parameters=_has_unused(model, ds, cfg, d)))
+    return cache["net"]
+
+def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, ddp=None) -> float:
     "One epoch over this process's share; returns the mean training loss over all processes."
     torch.manual_seed(sample_seed(cfg.seed, fold, epoch, d.rank)); ds.epoch = epoch
     bb, k = model.fx.model, blocks_at(cfg, epoch)
@@ -470,14 +490,17 @@ def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st) ->
     model.train()
     units = backbone_units(bb)
     for u in units[:len(units) - (len(units) if k is None else min(k, len(units)))]: u.eval()   # frozen: no dropout
-    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if d.world > 1 else model
-    dl, tot, n = _loader(ds, cfg, d, epoch, fold, shuffle=True), 0.0, 0
+    net = _ddp(model, ds, cfg, d, k, {} if ddp is None else ddp)
+    dl, tot, n = _loader(ds, cfg, d, epoch, fold, shuffle=True), torch.zeros((), dtype=torch.float64, device=d.device), 0
     opt.zero_grad(set_to_none=True)
     for s, b in enumerate(dl):
         b = {key: v.to(d.device, non_blocking=True) for key, v in b.items()}
-        with autocast(d.device, cfg.amp): l = _loss(model, net(b["x"], b.get("area")), b, cfg)
-        scaler.scale(l / cfg.accum).backward()
-        if (s + 1) % cfg.accum == 0 or s + 1 == len(dl):
+        if b["x"].dim() == 4 and getattr(model, "channels_last", False): b["x"] = b["x"].contiguous(memory_format=torch.channels_last)
+        stepping = (s + 1) % cfg.accum == 0 or s + 1 == len(dl)
+        with net.no_sync() if d.world > 1 and not stepping else contextlib.nullcontext():   # sync on the last micro-step
+            with autocast(d.device, cfg.amp): l = _loss(model, net(b["x"], b.get("area")), b, cfg)
+            scaler.scale(l / cfg.accum).backward()
+        if stepping:
             if cfg.clip_grad > 0:
                 scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], cfg.clip_grad)
@@ -487,8 +510,8 @@ def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st) ->
             st["step"] += 1
             sched.step_update(st["step"])
             if ema is not None: ema.update(model)
-        tot += l.item() * len(b["y"]); n += len(b["y"])
-    return d.sum(tot) / max(1.0, d.sum(n))
+        tot += l.detach().double() * len(b["y"]); n += len(b["y"])   # summed on the device: no sync per step
+    return d.sum(tot.item()) / max(1.0, d.sum(n))
 
 # %% ../nbs/05b_finetune.ipynb #457a231f
 @torch.no_grad()
@@ -538,12 +561,23 @@ def _save_fold_files(model, cfg, part, fold, best, epoch=None):
     if best: save_tensors(sd, part / f"fold{fold}.safetensors")
     if cfg.save_epochs and epoch is not None: save_tensors(sd, part / f"fold{fold}.epoch{epoch}.safetensors")
 
+def _trim(sd, cfg, prefix="") -> dict:
+    "A LoRA run's state without the frozen backbone weights (rebuilt from the weights file on resume)."
+    return sd if not cfg.lora_rank else {k: v for k, v in sd.items()
+                                         if not k[len(prefix):].startswith("fx.") or "lora_" in k}
+
+def _load_trimmed(module, sd, ck):
+    "Load a (possibly LoRA-trimmed) state: only frozen backbone weights may be missing."
+    missing, unexpected = module.load_state_dict(sd, strict=False)
+    bad = unexpected + [k for k in missing if "fx." not in k or "lora_" in k]
+    if bad: raise StateError(f"{ck} does not fit this model ({bad[:3]}): start the run again with --overwrite")
+
 def _resume_state(ck, model, opt, sched, scaler, ema, swa) -> dict:
     s = load_state(ck)
-    model.load_state_dict(s["model"]); opt.load_state_dict(s["optimizer"]); sched.load_state_dict(s["scheduler"])
+    _load_trimmed(model, s["model"], ck); opt.load_state_dict(s["optimizer"]); sched.load_state_dict(s["scheduler"])
     scaler.load_state_dict(s["scaler"])
-    if ema is not None and s.get("ema") is not None: ema.load_state_dict(s["ema"])
-    if swa is not None and s.get("swa") is not None: swa.load_state_dict(s["swa"])
+    if ema is not None and s.get("ema") is not None: _load_trimmed(ema, s["ema"], ck)
+    if swa is not None and s.get("swa") is not None: _load_trimmed(swa, s["swa"], ck)
     _set_rng_state(s["rng"])
     return s["state"]
 
@@ -564,6 +598,8 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
     torch.manual_seed(cfg.seed * 1000 + fold)
     tr_s, va_s = _fold_parts(cfg, s, tr, va, extra)
     model = build_model(cfg, s.y[tr]).to(d.device)
+    model.channels_last = d.device.type == "cuda" and not model_facts(model.fx.model)["vit"]   # CNNs: cuDNN's layout
+    if model.channels_last: model.to(memory_format=torch.channels_last)
     check_input(model.fx, model.info["input_size"], cfg.backbone)   # a size it cannot take: one line, before training
     if cfg.init_from: _init_from(model, cfg, fold)
     steps = cfg.epochs * math.ceil(math.ceil(math.ceil(len(tr_s) / d.world) / cfg.batch_size) / cfg.accum)
@@ -577,14 +613,14 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
         st = _resume_state(ck, model, opt, sched, scaler, ema, swa)
         if d.main and cfg.progress:
             print(f"fold {fold}: resuming after epoch {st['epoch']} (best weighted R2 {st['best']:.4f})")
-    size = model.info["input_size"]
+    size, ddp, writer = model.info["input_size"], {}, StateWriter()
     train_ds = CropDataset(tr_s, cfg, size, make_aug(cfg.aug), fold, model.grid, train=True)
     val_ds = CropDataset(va_s[d.rank::d.world], cfg, size, None, fold, model.grid)
     with progress(None, cfg.progress and d.main, total=cfg.epochs, initial=st["epoch"] + 1, desc=f"fold {fold}",
                   unit="ep") as bar:
         for epoch in range(st["epoch"] + 1, cfg.epochs):
             if not cfg.swa and st["since"] >= cfg.patience: break
-            loss = _train_epoch(model, train_ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st)
+            loss = _train_epoch(model, train_ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, ddp)
             ev = ema.module if ema is not None else model
             if swa is not None and epoch >= cfg.epochs - cfg.swa: swa.update_parameters(ev)
             v = _validate(ev, val_ds, cfg, d, len(va)); score = weighted_r2(s.y[va], v["pred"])
@@ -592,13 +628,18 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
             st["curves"].append(dict(fold=fold, epoch=epoch, train_loss=loss, val_r2=score))
             st.update(epoch=epoch, since=0 if improved else st["since"] + 1)
             if improved: st.update(best=score, best_epoch=epoch, best_val=v)
+            last = epoch == cfg.epochs - 1 or (not cfg.swa and st["since"] >= cfg.patience)
             if d.main:
                 _save_fold_files(ev, cfg, part, fold, improved, epoch)
-                save_state(dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                scaler=scaler.state_dict(), ema=ema.state_dict() if ema else None,
-                                swa=swa.state_dict() if swa else None, rng=_rng_state(), state=st), ck)
+                if improved or last or (epoch + 1) % cfg.state_every == 0:   # a state always matches the best file
+                    writer.write(dict(model=trained_state(model, cfg), optimizer=opt.state_dict(),
+                                      scheduler=sched.state_dict(), scaler=scaler.state_dict(),
+                                      ema=_trim(ema.state_dict(), cfg, "module.") if ema else None,
+                                      swa=_trim(swa.state_dict(), cfg, "module.") if swa else None, rng=_rng_state(),
+                                      state=st), ck)
             d.barrier()
             bar.update(1); bar.set_postfix(loss=f"{loss:.4f}", r2=f"{score:.4f}", best=f"{st['best']:.4f}")
+    writer.wait()                                              # the last state is on disk before the fold counts as done
     if swa is not None:                                        # the fold's model: the average of the last epochs
         v = _validate(swa.module, val_ds, cfg, d, len(va))
         st.update(best=weighted_r2(s.y[va], v["pred"]), best_epoch=st["epoch"], best_val=v)

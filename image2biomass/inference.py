@@ -97,6 +97,16 @@ def _check_weights(fp, weights, what):
         )
 
 # %% ../nbs/07_inference.ipynb #5c3da0a1
+_STORES_READY = {}  # stores extract_like made or checked in this process -> the state of their files then
+
+def _ready_key(ec) -> str: return json.dumps(dataclasses.asdict(ec), sort_keys=True, default=str)
+
+def _files_state(ec) -> tuple:
+    "Size and mtime of the store, the split's CSV and each of its images: a store checked against the same files is ready."
+    from image2biomass.extract import list_images
+    stat = lambda p: (lambda s: (s.st_size, s.st_mtime_ns))(Path(p).stat()) if Path(p).exists() else None
+    return (stat(ec.out), stat(Path(ec.data_dir) / f"{ec.split}.csv"), *map(stat, list_images(ec)[1]))
+
 def extract_like(fp, # fingerprint of the store the run was trained on
                  data_dir, # folder of the split's CSV and images
                  image_ids, # images to extract
@@ -123,11 +133,12 @@ def extract_like(fp, # fingerprint of the store the run was trained on
                        input_size=fp["input_size"], views=fp["views"], dtype=fp["dtype"], clean=fp.get("clean", "none"),
                        workers=workers, batch_size=batch_size, device=device, progress=progress, max_pixels=max_pixels,
                        allow_outside_paths=allow_outside)
+    if _STORES_READY.get(key := _ready_key(ec)) == _files_state(ec): return out   # checked earlier in this process
     for attempt in (1, 2):                    # the test store is a cache: a damaged one is rebuilt, once
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore"); extract(ec)
-            FeatureStore(out).load_all(); return out
+            FeatureStore(out).load_all(); _STORES_READY[key] = _files_state(ec); return out
         except ImageError as e:                 # extract's --on-error skip is not an option here: every image counts
             msg = str(e).split(". Fix or remove")[0].split(". " + str(partial_path(out)))[0]
             raise ImageError(f"{msg}. A prediction needs every image of the split: fix or replace the file, then "
@@ -357,6 +368,9 @@ class PredictConfig(Config):
     state_run: str = ""  # a State classifier run (image2biomass state), for --postprocess state-rules
     state_threshold: float = 0.9  # minimum probability of the predicted State for its rules to apply
     maps: str = ""  # folder for density maps (one PNG per image; density runs only)
+    # long CSV: sample_id,image_id,target_name,prediction,lower,upper,ood,ood_reason (intervals and out-of-range flags)
+    detail: str = ""
+    interval: float = 0.9  # coverage of --detail's conformal intervals (from the runs' out-of-fold residuals)
     max_pixels: int = MAX_PIXELS  # images with more pixels are refused before decoding (decompression bombs)
     allow_outside_paths: bool = False  # accept image paths (or symlinks) leading outside --data-dir
     batch_size: int = 0  # images or tiles per forward pass (0: automatic)
@@ -364,7 +378,8 @@ class PredictConfig(Config):
     device: str = "auto"  # auto | cpu | cuda
     overwrite: bool = False  # replace an existing submission file (only once the new one is complete)
     progress: bool = True  # progress bars
-    bounds: ClassVar[dict] = dict(state_threshold=(0, 1), batch_size=(0, None), workers=(0, None), max_pixels=(1, None))
+    bounds: ClassVar[dict] = dict(state_threshold=(0, 1), batch_size=(0, None), workers=(0, None), max_pixels=(1, None),
+                                  interval=(0.5, 0.99))
 
 # %% ../nbs/07_inference.ipynb #4f4b124f
 def _runs_of(cfg: PredictConfig) -> tuple: # (run folders, ensemble spec or None)
@@ -399,8 +414,8 @@ def _head_of(run) -> str:
     return h if h != "auto" else ("mil" if c.get("layout") == "tiles" else "mlp")
 
 # %% ../nbs/07_inference.ipynb #64e279fd
-def _predict_runs(cfg, runs, kinds, d, ids, paths) -> tuple: # ((runs, n, 5), maps of the first density run or None)
-    P, maps = [], None
+def _predict_runs(cfg, runs, kinds, d, ids, paths) -> tuple: # ((runs, n, 5), maps of a density run or None, stores)
+    P, maps, stores = [], None, {}   # stores: heads run -> the store of these images
     for r, kind in zip(runs, kinds):
         if kind == "finetune":
             res = predict_finetune_run(
@@ -440,7 +455,8 @@ def _predict_runs(cfg, runs, kinds, d, ids, paths) -> tuple: # ((runs, n, 5), ma
                            "checkpoints hold non-finite weights, or its features do; retrain the run")
         P.append(res["pred"])
         if maps is None and res.get("maps") is not None: maps = res["maps"]
-    return np.stack(P), maps
+        if kind == "heads": stores.setdefault(r, res["store"])
+    return np.stack(P), maps, stores
 
 # %% ../nbs/07_inference.ipynb #e05b0756
 def _state_probs(cfg, d, ids) -> np.ndarray:
@@ -469,6 +485,9 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
     runs, spec = _runs_of(cfg)
     inputs = [d / f"{cfg.split}.csv", d / "sample_submission.csv", *runs, *([cfg.ensemble] if cfg.ensemble else [])]
     check_output(out, inputs, cfg.overwrite, within=runs)
+    if cfg.detail:
+        if Path(cfg.detail).resolve() == out.resolve(): raise ConfigError("--detail and --out must be two files")
+        check_output(cfg.detail, inputs, cfg.overwrite, within=runs)
     check_writable(out.parent)                                     # before any long work
     set_threads(cfg.workers)
     if cfg.maps: check_writable(cfg.maps)
@@ -477,7 +496,7 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
     rd = read_test if cfg.split == "test" else read_train
     df = rd(d / f"{cfg.split}.csv", data_dir=d, allow_outside=cfg.allow_outside_paths)
     ids, paths = list(df.image_id), [d / p for p in df.image_path]
-    P, maps = _predict_runs(cfg, runs, kinds, d, ids, paths)
+    P, maps, stores = _predict_runs(cfg, runs, kinds, d, ids, paths)
     pred = blend(P, spec_blend(spec)) if spec is not None else P.mean(0)
     if cfg.postprocess == "clip":
         pred = np.minimum(pred, np.max([read_oof(r)[TARGETS].max().to_numpy() for r in runs], 0) * 1.5)
@@ -490,7 +509,9 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
             or "no image changed"
         )
     sub = _validated(to_submission(ids, pred), d, cfg.split)
+    detail = _detail(cfg, runs, spec, ids, pred, stores) if cfg.detail else None
     write_csv(sub, out)
+    if detail is not None: write_csv(detail, cfg.detail); sub.attrs["detail"] = detail
     if cfg.maps and maps is not None: write_maps(cfg.maps, ids, paths, maps, _clean_of(runs, kinds))
     if cfg.progress:
         print(
@@ -504,6 +525,32 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
     return sub
 
 # %% ../nbs/07_inference.ipynb #17abb216
+def _detail(cfg, runs, spec, ids, pred, stores) -> pd.DataFrame:
+    "Conformal intervals from the runs' (blended) out-of-fold residuals, and out-of-distribution flags."
+    from image2biomass.ensemble import load_oofs
+    from image2biomass.intervals import conformal_halfwidths, interval_bounds, ood_flags, detail_frame, flag_summary
+    oid, folds, y, P = load_oofs(runs)
+    oof = blend(P, spec_blend(spec)) if spec is not None else P.mean(0)
+    q = conformal_halfwidths(y, project_mass_balance(np.clip(oof, 0, None)), cfg.interval)
+    lower, upper = interval_bounds(pred, q)
+    dist, tdist, note = _feature_distances(stores, list(oid), folds, ids, cfg.split)
+    flag, reason = ood_flags(pred, y, dist, tdist)
+    print(flag_summary(ids, flag, reason, cfg.interval, q) + note)
+    return detail_frame(ids, pred, lower, upper, flag, reason)
+
+def _feature_distances(stores, train_ids, folds, ids, split) -> tuple: # (distances, training distances, note)
+    "kNN distances of the images' pooled features to the first heads run's training images (None without one)."
+    from image2biomass.intervals import feature_distances
+    from image2biomass.train_heads import load_bags, _pooled
+    if not stores: return None, None, " (no train-heads run: the feature check needs cached features; range check only)"
+    run, st = next(iter(stores.items()))
+    train_store = Path(read_config(run)["config"]["store"])
+    if not train_store.is_file():
+        return None, None, f" (training store {train_store} not found: range check only)"
+    pooled = lambda s, i, sp: _pooled(*load_bags(s, i, split=sp)[:2])
+    d, td = feature_distances(pooled(train_store, train_ids, "train"), pooled(st, ids, split), folds)
+    return d, td, ""
+
 def _validated(sub, d, split):
     if split != "test": return sub
     sample = d / "sample_submission.csv"

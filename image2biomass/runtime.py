@@ -68,8 +68,14 @@ class Dist:
         self.dist = dist
         self.world, self.rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
         self.local = int(os.environ.get("LOCAL_RANK", 0))
+        if self.world > 1 and str(device).startswith("cuda:"):
+            raise ConfigError(f"--device {device} under torchrun would put all {self.world} processes on one GPU: use "
+                              "--device cuda (each process takes the GPU of its LOCAL_RANK)")
         self.device = resolve_device(device, self.local)
-        if self.device.type == "cuda": torch.cuda.set_device(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True           # fixed input sizes: cuDNN picks its fastest kernels once
+            torch.set_float32_matmul_precision("high")      # TF32 for float32 matmuls (bf16 autocast is the default)
         self.own = self.world > 1 and not dist.is_initialized()
         if self.own:
             dist.init_process_group(

@@ -54,7 +54,10 @@ def test_lora_trains_adapters_and_predict_merges_them(ds, tmp_path):
     sd = load_file(out / "fold0.safetensors")
     assert any("lora_B" in k for k in sd) and all("lora_" in k or not k.startswith("model.fx.") for k in sd)
     assert any(v.abs().sum() > 0 for k, v in sd.items() if "lora_B" in k)     # the adapters trained (B starts at 0)
-    run("predict", "--runs", out, "--data-dir", ds, "--out", tmp_path / "s.csv", "--workers", 0, "--no-progress", check=0)
+    r = run("predict", "--runs", out, "--data-dir", ds, "--out", tmp_path / "s.csv", "--workers", 0, "--no-progress",
+            "--detail", tmp_path / "d.csv", check=0)
+    d = pd.read_csv(tmp_path / "d.csv")                          # intervals for fine-tuned runs too (range check only)
+    assert len(d) == 10 and (d.lower <= d.prediction + 1e-9).all() and "range check only" in r.stdout
     from image2biomass.inference import _finetune_model
     from image2biomass.runs import read_config
     m, _ = _finetune_model(out, read_config(out), out / "fold0.safetensors", None)
@@ -90,6 +93,17 @@ def test_swa_with_ema_resumes_exactly_and_averages_the_last_epochs(ds, tmp_path)
     e1, e2, f = (load_file(tmp_path / "killed" / n) for n in ["fold1.epoch1.safetensors", "fold1.epoch2.safetensors", "fold1.safetensors"])
     for k in f:
         if f[k].is_floating_point(): torch.testing.assert_close(f[k], (e1[k] + e2[k]) / 2, rtol=1e-5, atol=1e-6)
+
+
+def test_lora_state_holds_no_frozen_weights_and_resumes_exactly(ds, tmp_path):
+    _resume_equal(ds, tmp_path, ["--lora-rank", "4", "--lr-backbone", "1e-2"], fault=4)
+    from image2biomass.files import load_state
+    args = ["train", "--data-dir", ds, "--layout", "full", "--epochs", 1, "--folds", 2, "--only-folds", "0", *TINY]
+    r = subprocess.run([str(BIN / "image2biomass"), *map(str, args), "--lora-rank", "4", "--out", str(tmp_path / "st")],
+                       capture_output=True, text=True, env={**os.environ, "IMAGE2BIOMASS_FAULT": "write:4"})
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    st = load_state(next((tmp_path / "st.partial").glob("fold0.last.safetensors")))["model"]
+    assert any("lora_A" in k for k in st) and not [k for k in st if k.startswith("fx.") and "lora_" not in k]
 
 
 def test_planted_pickle_is_refused(ds, tmp_path):
@@ -129,3 +143,23 @@ def test_resume_refuses_changed_data(ds, tmp_path):
     df[df.image_path != df.image_path.iloc[0]].to_csv(d / "train.csv", index=False)
     r = run(*args, "--resume", check=2)
     assert "other data" in r.stderr and "--overwrite" in r.stderr
+
+
+def test_state_every_writes_on_improvement_period_and_end(ds, tmp_path):
+    "--state-every 2: a resume state only every 2nd epoch, when the fold improves, and at its end (counted)."
+    from unittest import mock
+    from image2biomass.files import StateWriter
+    from image2biomass.finetune import finetune
+    calls = []
+    real = StateWriter.write
+    def spy(self, state, path): calls.append(state["state"]["epoch"]); return real(self, state, path)
+    with mock.patch.object(StateWriter, "write", spy):
+        m = finetune(data_dir=str(ds), out=str(tmp_path / "r"), backbone="test_vit", random_init=True, img_size=32,
+                     layout="full", batch_size=4, accum=1, epochs=5, folds=2, only_folds="0", patience=99,
+                     workers=0, state_every=2, lr_backbone=1e-2, progress=False)
+    curves = pd.read_csv(tmp_path / "r" / "curves.csv")
+    r2, best, want = curves.val_r2.tolist(), -np.inf, []
+    for e, v in enumerate(r2):
+        if v > best + 1e-6 or e == len(r2) - 1 or (e + 1) % 2 == 0: want.append(e)
+        best = max(best, v)
+    assert calls == want and len(want) < len(r2), (calls, want, r2)   # fewer states than epochs, exactly those

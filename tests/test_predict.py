@@ -99,3 +99,35 @@ def test_density_maps(trained, tmp_path):
     assert "density maps in" in r.stdout and len(list((tmp_path / "maps").glob("*.png"))) == 3
     r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", tmp_path / "t.csv", "--maps", tmp_path / "m2", "--workers", 0, check=2)
     assert "--maps" in r.stderr and "density" in r.stderr and not (tmp_path / "t.csv").exists()   # an option that would do nothing
+
+
+def test_detail_intervals_and_flags(trained, tmp_path):
+    "predict --detail: the exact columns, lower <= prediction <= upper, the level matters, a shifted photo is flagged."
+    from PIL import Image
+    from image2biomass.intervals import DETAIL_COLUMNS, coverage
+    ds, d = trained
+    shifted = Path(shutil.copytree(ds, tmp_path / "data"))
+    odd = sorted((shifted / "test").iterdir())[0]
+    Image.new("RGB", Image.open(odd).size, (250, 250, 255)).save(odd)      # a white sheet, not a pasture
+    out, det = tmp_path / "s.csv", tmp_path / "detail.csv"
+    r = run("predict", "--runs", d / "mil", d / "composition", "--data-dir", shifted, "--out", out, "--detail", det,
+            "--interval", 0.9, "--workers", 0, "--no-progress", check=0)
+    t = pd.read_csv(det, keep_default_na=False)
+    assert list(t.columns) == DETAIL_COLUMNS and len(t) == 15
+    assert list(pd.read_csv(out).columns) == ["sample_id", "target"]          # the submission keeps its format
+    assert t.sample_id.tolist() == pd.read_csv(out).sample_id.tolist()
+    assert ((t.lower <= t.prediction + 1e-9) & (t.prediction <= t.upper + 1e-9) & (t.lower >= 0)).all()
+    bad = t[t.image_id == odd.stem]
+    assert bad.ood.astype(str).eq("True").all() and bad.ood_reason.str.contains("features unlike").all(), bad
+    assert "images flagged" in r.stdout and odd.stem in r.stdout
+    run("predict", "--runs", d / "mil", d / "composition", "--data-dir", shifted, "--out", tmp_path / "s5.csv",
+        "--detail", tmp_path / "d5.csv", "--interval", 0.5, "--workers", 0, "--no-progress", check=0)
+    t5 = pd.read_csv(tmp_path / "d5.csv")
+    assert ((t5.upper - t5.lower) <= (t.upper - t.lower) + 1e-9).all() and ((t5.upper - t5.lower) < (t.upper - t.lower)).any()
+    y = pd.read_csv(ds / "test_labels.csv").set_index("sample_id").loc[t.sample_id, "target"].to_numpy().reshape(-1, 5)
+    cov = coverage(y, t.lower.to_numpy().reshape(-1, 5), t.upper.to_numpy().reshape(-1, 5))
+    assert set(cov) == set(TARGETS) | {"pooled"} and 0 <= cov["pooled"] <= 1
+    r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", out, "--detail", out, "--overwrite", check=2)
+    assert "--detail and --out must be two files" in r.stderr
+    r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", out, "--detail", det, "--interval", 1.5, check=2)
+    assert "interval" in r.stderr
