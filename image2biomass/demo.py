@@ -91,6 +91,7 @@ def make_report(out_png, # report file to write
                 attention, # (k,) the MIL head's attention over them
                 density=None, # the density head's map of the photo (None: no panel)
                 title="", # figure title
+                interval=None, # held-out (lower, upper, flagged, level) from predict --detail (None: not shown)
                ):
     "report.png: OOF scatter per target; held-out R2 bars and MIL attention; the density map of a test photo."
     from matplotlib.figure import Figure
@@ -100,6 +101,11 @@ def make_report(out_png, # report file to write
     _oof_panels(rows[0].subplots(1, 5), oof_y, oof_pred)
     a1, a2 = rows[1].subplots(1, 2, width_ratios=[1, 2.2])
     _heldout_bars(a1, heldout_y, heldout_pred)
+    if interval is not None:
+        lo, hi, flagged, level = interval
+        inside = float(((heldout_y >= lo) & (heldout_y <= hi)).mean())
+        a1.set_title(f"{a1.get_title()}\n{level:.0%} intervals hold {inside:.0%} of the held-out values; "
+                     f"{int(np.sum(flagged))} of {len(lo)} photos flagged", fontsize=10)
     draw_attention(a2, image, boxes, attention, "MIL attention per tile of a test image (disc area: weight)")
     if density: draw_density(rows[2].subplots(1, 4), image, density, "density head: the same test photo")
     fig.suptitle(title)
@@ -125,11 +131,13 @@ def demo_predict(out, # the demo's folder
                  data, # its synthetic dataset folder
                  test, # the test split (from read_test)
                  progress=True, # progress bars
-                ) -> tuple: # (held-out predictions, attention, map of the first test photo)
-    "Predict the test split with the ensemble (density maps included), and the MIL attention of the first photo."
+                ) -> tuple: # (held-out predictions, attention, map of the first test photo, intervals)
+    """Predict the test split with the ensemble (density maps, intervals and flags included), and the MIL attention of
+    the first photo. The intervals: (lower, upper, flagged, level) in test order."""
     from image2biomass.inference import predict, predict_heads_run
     sub = predict(ensemble=out / "ensemble.json", data_dir=data, out=out / "submission.csv", overwrite=True, workers=1,
-                  features_dir=str(out / "features"), maps=str(out / "maps"), progress=progress)
+                  features_dir=str(out / "features"), maps=str(out / "maps"), progress=progress,
+                  detail=str(out / "detail.csv"))
     wide = sub.assign(i=sub.sample_id.str.rsplit("__", n=1).str[0], t=sub.sample_id.str.rsplit("__", n=1).str[1])
     pred = wide.pivot(index="i", columns="t", values="target").loc[list(test.image_id), TARGETS].to_numpy()
     ids = list(test.image_id)
@@ -138,7 +146,10 @@ def demo_predict(out, # the demo's folder
     )
     dens = predict_heads_run(out / "runs" / "vegetation_density", data, ids, features_dir=out / "features", workers=1,
                              progress=False, maps=True)
-    return pred, mil, dens["maps"][0]
+    det = sub.attrs["detail"]
+    wide = lambda c: det.pivot(index="image_id", columns="target_name", values=c).loc[ids, TARGETS].to_numpy()
+    flagged = det.groupby("image_id").ood.first().loc[ids].to_numpy()
+    return pred, mil, dens["maps"][0], (wide("lower"), wide("upper"), flagged, 0.9)
 
 # %% ../nbs/09_demo.ipynb #c23e3a2a
 def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dataset in out_dir/data)
@@ -174,7 +185,7 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
         f"ensemble: nested OOF weighted R2 {spec['nested_weighted_r2']:.4f} (in-sample {spec['in_sample_weighted_r2']:.4f})"
     )
     say("\n== predict the test split ==")
-    pred, mil, dmap = demo_predict(out, data, test, progress)
+    pred, mil, dmap, iv = demo_predict(out, data, test, progress)
     labels = read_labels(data / "test_labels.csv", test.image_id)
     _, _, y, P = load_oofs(runs)
     boxes = FeatureStore(mil["store"]).boxes(test.image_id[0])
@@ -188,9 +199,10 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
         boxes,
         mil["attn"][0][: len(boxes)],
         dmap,
+        interval=iv,
         title=f"image2biomass demo: {len(train)} synthetic training images, held-out weighted R² {weighted_r2(labels, pred):.3f}",
     )
-    m = _demo_metrics(out, train, test, size, seed, scores, vit, spec, labels, pred, time.time() - t0)
+    m = _demo_metrics(out, train, test, size, seed, scores, vit, spec, labels, pred, time.time() - t0, iv)
     print(                                       # the result: printed with or without progress
         f"\nheld-out weighted R2 on {len(test)} synthetic test images: {m['heldout_weighted_r2']:.4f} (mean-prediction "
         f"baseline {m['mean_baseline_heldout_weighted_r2']:.4f}); wrote {out}/submission.csv, metrics.json, report.png, maps/"
@@ -199,7 +211,8 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
     return m
 
 # %% ../nbs/09_demo.ipynb #5eee6855
-def _demo_metrics(out, train, test, size, seed, scores, vit, spec, labels, pred, seconds) -> dict:
+def _demo_metrics(out, train, test, size, seed, scores, vit, spec, labels, pred, seconds, iv) -> dict:
+    from image2biomass.intervals import coverage
     base = np.tile(train[TARGETS].mean().to_numpy(), (len(test), 1))
     m = {
         "dataset": f"synthetic, {len(train)} train / {len(test)} test images of {size[0]}x{size[1]} px, seed {seed}",
@@ -212,6 +225,10 @@ def _demo_metrics(out, train, test, size, seed, scores, vit, spec, labels, pred,
             t: round(float(v), 4) for t, v in r2_breakdown(labels[TARGETS].to_numpy(), pred).r2[:5].items()
         },
         "mean_baseline_heldout_weighted_r2": round(weighted_r2(labels, base), 4),
+        f"heldout_coverage_of_{iv[3]:.0%}_intervals": {
+            k: round(v, 3) for k, v in coverage(labels[TARGETS].to_numpy(), iv[0], iv[1]).items()
+        },
+        "heldout_images_flagged": int(np.sum(iv[2])),
         "seconds": round(seconds, 1),
     }
     write_json(out / "metrics.json", m)

@@ -78,6 +78,7 @@ KERNEL_FIELDS = {  # kernel -> [(module, config class, fields)]
                 "postprocess",
                 "state_run",
                 "state_threshold",
+                "interval",
                 "batch_size",
                 "workers",
                 "device",
@@ -105,6 +106,7 @@ KERNEL_EXTRAS = {
     + [
         ("runs", "", "comma-separated run folders; empty: every run under work_dir/runs"),
         ("submission", "", "submission file; empty: work_dir/submission.csv"),
+        ("detail", "detail.csv", "intervals and out-of-range flags per image and target, in work_dir; empty: none"),
     ],
 }
 

@@ -30,6 +30,9 @@ def test_papermill_train_three_backbones_then_infer(tmp_path):
     assert sub.sample_id.tolist() == pd.read_csv(Path(work, "data", "sample_submission.csv")).sample_id.tolist()
     assert (sub.target >= 0).all()
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)   # papermill really parameterised it
+    det = pd.read_csv(Path(work, "detail.csv"))                      # intervals and flags, shown as a table too
+    assert len(det) == len(sub) and (det.lower <= det.prediction + 1e-9).all() and (det.prediction <= det.upper + 1e-9).all()
+    assert any("ood_reason" in str(o.get("data", {}).get("text/html", "")) for c in nb.cells for o in c.get("outputs", []))
 
 
 def test_kernel_parameters_are_generated_from_the_configs():
