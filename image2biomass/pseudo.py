@@ -38,6 +38,8 @@ class PseudoConfig(Config):
     tta: Literal["none", "flips", "d4"] = "none"  # test-time augmentation of fine-tuned runs' labels
     weights: str = None  # backbone weights (cached-feature and LoRA runs; checked against the training ones)
     features_dir: str = ""  # where test feature stores go (default: beside each run's training store)
+    # also pseudo-label test images flagged as unlike the training images or at its range's edge (default: left out)
+    keep_flagged: bool = False
     workers: int = 2  # DataLoader processes
     device: str = "auto"  # auto | cpu | cuda
     overwrite: bool = False  # replace an existing run folder (kept until the new run is complete)
@@ -51,8 +53,10 @@ def pseudo_labels(runs, # run folders whose mean prediction labels the images
                   paths, # their image paths (relative, as in test.csv)
                   cfg: PseudoConfig, # the pseudo-labelling settings
                  ) -> pd.DataFrame:
-    "image_id, image_path and the runs' mean, mass-balanced prediction of each test image."
-    P = []
+    """image_id, image_path and the runs' mean, mass-balanced prediction of each test image; without `keep_flagged`,
+    the images `predict --detail` would flag (features unlike the training images', predictions at the edge of the
+    training range) are left out: a wrong label there is likely, and it would be learnt."""
+    P, stores = [], {}
     for r in runs:
         if run_kind(r) == "finetune":
             P.append(
@@ -62,12 +66,20 @@ def pseudo_labels(runs, # run folders whose mean prediction labels the images
             )
         else:
             fd = cfg.features_dir or Path(read_config(r)["config"]["store"]).parent / "features"
-            P.append(
-                predict_heads_run(r, data_dir, ids, "test", fd, cfg.weights, cfg.workers, 0, cfg.device, False)["pred"]
-            )
+            res = predict_heads_run(r, data_dir, ids, "test", fd, cfg.weights, cfg.workers, 0, cfg.device, False)
+            P.append(res["pred"]); stores.setdefault(r, res["store"])
     pred = project_mass_balance(np.clip(np.mean(P, 0), 0, None))
-    return pd.DataFrame({"image_id": ids, "image_path": [str(Path(p).relative_to(data_dir)) for p in paths],
-                         **{t: pred[:, j] for j, t in enumerate(TARGETS)}})
+    df = pd.DataFrame({"image_id": ids, "image_path": [str(Path(p).relative_to(data_dir)) for p in paths],
+                       **{t: pred[:, j] for j, t in enumerate(TARGETS)}})
+    if cfg.keep_flagged: return df
+    from image2biomass.ensemble import load_oofs
+    from image2biomass.inference import _feature_distances
+    from image2biomass.intervals import ood_flags
+    oid, folds, y, _ = load_oofs(runs[:1])
+    dist, tdist, _ = _feature_distances(stores, list(oid), folds, ids, "test")
+    flag, _ = ood_flags(pred, y, dist, tdist)
+    if cfg.progress and flag.any(): print(f"pseudo-labels: {int(flag.sum())} of {len(ids)} test images flagged, left out")
+    return df[~flag].reset_index(drop=True)
 
 # %% ../nbs/06a_pseudo.ipynb #abfcf85c
 def _retrain(student, labels_csv, round_dir, cfg: PseudoConfig, d) -> Path:
@@ -140,7 +152,7 @@ def pseudo_label(cfg: PseudoConfig = None, **kwargs) -> dict:
         csv = write_csv(labels, part / f"pseudo_labels_round{r}.csv")
         student = _retrain(student, csv, part / f"round{r}", cfg, d)
         m = json.loads((student / "metrics.json").read_text())
-        history.append(dict(round=r, oof_weighted_r2=m["oof_weighted_r2"], labels=csv.name))
+        history.append(dict(round=r, oof_weighted_r2=m["oof_weighted_r2"], labels=csv.name, images=len(labels)))
         if cfg.progress:
             print(f"round {r}: {len(labels)} pseudo-labelled test images; OOF weighted R2 {m['oof_weighted_r2']:.4f}")
     return _finish(cfg, runs, part, student, history, ids, out)

@@ -1,5 +1,6 @@
 "Pseudo-label rounds from the command line, for a train-heads run and a fine-tuned run."
 import json
+from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import run
@@ -18,7 +19,7 @@ def test_heads_two_rounds(ds, tmp_path):
     run("train-heads", "--store", tmp_path / "features" / "veg.h5", "--data-dir", ds, "--folds", 3, "--epochs", 3,
         "--out", tmp_path / "mil", "--no-progress", check=0)
     r = run("pseudo-label", "--runs", tmp_path / "mil", "--data-dir", ds, "--out", tmp_path / "mil_pl", "--rounds", 2,
-            "--weight", "0.5", "--workers", 0, check=0)
+            "--weight", "0.5", "--workers", 0, "--keep-flagged", check=0)   # every test image, flagged or not
     assert r.stdout.count("pseudo-labelled test images") == 2
     cfg = json.loads((tmp_path / "mil_pl" / "config.json").read_text())
     test_ids = list(read_test(ds / "test.csv").image_id)
@@ -30,6 +31,23 @@ def test_heads_two_rounds(ds, tmp_path):
     assert [f["n_val"] for f in m["folds"]] == [f["n_val"] for f in base["folds"]]           # and validates on none
     run("ensemble", tmp_path / "mil", tmp_path / "mil_pl", "--out", tmp_path / "e.json", check=0)   # same folds: blendable
     run("predict", "--ensemble", tmp_path / "e.json", "--data-dir", ds, "--out", tmp_path / "s.csv", "--workers", 0, "--no-progress", check=0)
+
+
+def test_flagged_test_images_are_left_out(ds, tmp_path):
+    "A test photo unlike every training photo gets no pseudo-label by default (a wrong label would be learnt)."
+    import shutil
+    from PIL import Image
+    d = Path(shutil.copytree(ds, tmp_path / "d"))
+    odd = sorted((d / "test").iterdir())[0]
+    Image.new("RGB", Image.open(odd).size, (250, 250, 255)).save(odd)
+    run("extract", "--data-dir", d, "--out", tmp_path / "features" / "veg.h5", "--tile", 64, "--stride", 64, "--workers", 0,
+        "--no-progress", check=0)
+    run("train-heads", "--store", tmp_path / "features" / "veg.h5", "--data-dir", d, "--folds", 3, "--epochs", 3,
+        "--out", tmp_path / "mil", "--no-progress", check=0)
+    r = run("pseudo-label", "--runs", tmp_path / "mil", "--data-dir", d, "--out", tmp_path / "pl", "--rounds", 1,
+            "--workers", 0, check=0)
+    labels = pd.read_csv(tmp_path / "pl" / "pseudo_labels_round1.csv", dtype={"image_id": str})
+    assert odd.stem not in set(labels.image_id) and len(labels) >= 1 and "left out" in r.stdout, r.stdout
 
 
 def test_finetuned_one_round_continues_from_the_fold_models(ds, tmp_path):
