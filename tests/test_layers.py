@@ -1,0 +1,51 @@
+"""The map of the house as a test: each module lives on a floor and imports (at module level or inside a function) only
+from lower floors. A new module must be placed here; an upward import fails with the line that does it."""
+import ast
+from conftest import ROOT
+
+PKG = ROOT / "image2biomass"
+FLOORS = [  # README "How the package is built" explains each floor
+    ["__init__", "config", "files", "tiling", "clean", "backbones"],  # 0 foundations: no package imports
+    ["data", "runtime", "runs", "store", "reference"],               # 1 data, devices, run folders, the HDF5 store
+    ["extract", "losses", "intervals"],                               # 2 features; numbers on targets
+    ["models"],                                                       # 3 heads
+    ["train_heads"],                                                  # 4 cross-validated heads on cached features
+    ["finetune", "state", "sweep"],                                   # 5 stages built on head training
+    ["ensemble"],                                                     # 6 blends of runs
+    ["inference"],                                                    # 7 predict
+    ["pseudo", "demo", "kaggle", "cli"],                              # 8 what users run
+]
+FLOOR = {m: k for k, ms in enumerate(FLOORS) for m in ms}
+
+
+def imports(module: str) -> list:
+    "(line, imported package module) for every import of the package in `module`, lazy ones included."
+    out = []
+    for n in ast.walk(ast.parse((PKG / f"{module}.py").read_text())):
+        if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module: out.append((n.lineno, n.module.split(".")[0]))
+        elif isinstance(n, ast.ImportFrom) and n.module == "image2biomass":
+            out += [(n.lineno, a.name) for a in n.names if (PKG / f"{a.name}.py").exists()]
+        elif isinstance(n, ast.ImportFrom) and (n.module or "").startswith("image2biomass."):
+            out.append((n.lineno, n.module.split(".")[1]))
+        elif isinstance(n, ast.Import):
+            out += [(n.lineno, a.name.split(".")[1]) for a in n.names if a.name.startswith("image2biomass.")]
+    return [(line, m) for line, m in out if m != module]
+
+
+def test_every_module_is_on_the_map():
+    modules = {p.stem for p in PKG.glob("*.py") if p.stem != "_modidx"}
+    assert modules == set(FLOOR), f"not on the map: {sorted(modules - set(FLOOR))}; gone: {sorted(set(FLOOR) - modules)}"
+
+
+def test_imports_only_go_down():
+    up = [f"image2biomass/{m}.py:{line} imports {d} (floor {FLOOR[d]}) from floor {FLOOR[m]}"
+          for m in FLOOR for line, d in imports(m) if FLOOR[d] >= FLOOR[m]]
+    assert not up, "\n".join(up)
+
+
+def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
+    "The test above would fail: a planted upward import is found."
+    fake = tmp_path / "image2biomass"; fake.mkdir()
+    (fake / "data.py").write_text("def f():\n    from image2biomass.inference import predict\n")
+    monkeypatch.setattr(__import__(__name__), "PKG", fake)
+    assert imports("data") == [(2, "inference")] and FLOOR["inference"] > FLOOR["data"]
