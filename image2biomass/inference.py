@@ -417,37 +417,13 @@ def _head_of(run) -> str:
 def _predict_runs(cfg, runs, kinds, d, ids, paths) -> tuple: # ((runs, n, 5), maps of a density run or None, stores)
     P, maps, stores = [], None, {}   # stores: heads run -> the store of these images
     for r, kind in zip(runs, kinds):
+        common = dict(weights=cfg.weights, workers=cfg.workers, device=cfg.device, progress=cfg.progress,
+                      maps=bool(cfg.maps), max_pixels=cfg.max_pixels)
         if kind == "finetune":
-            res = predict_finetune_run(
-                r,
-                d,
-                ids,
-                paths,
-                cfg.tta,
-                cfg.batch_size or 8,
-                cfg.workers,
-                cfg.device,
-                cfg.progress,
-                cfg.weights,
-                bool(cfg.maps),
-                cfg.max_pixels,
-            )
+            res = predict_finetune_run(r, d, ids, paths, tta=cfg.tta, batch_size=cfg.batch_size or 8, **common)
         elif kind == "heads":
-            res = predict_heads_run(
-                r,
-                d,
-                ids,
-                cfg.split,
-                cfg.features_dir or None,
-                cfg.weights,
-                cfg.workers,
-                cfg.batch_size,
-                cfg.device,
-                cfg.progress,
-                bool(cfg.maps),
-                cfg.max_pixels,
-                cfg.allow_outside_paths,
-            )
+            res = predict_heads_run(r, d, ids, split=cfg.split, features_dir=cfg.features_dir or None,
+                                    batch_size=cfg.batch_size, allow_outside=cfg.allow_outside_paths, **common)
         else:
             raise RunError(f"{r} is a {kind} run; predict takes train-heads and train runs")
         if bad := int((~np.isfinite(res["pred"])).any(1).sum()):   # never projected to zeros and "validated"
@@ -462,19 +438,9 @@ def _predict_runs(cfg, runs, kinds, d, ids, paths) -> tuple: # ((runs, n, 5), ma
 def _state_probs(cfg, d, ids) -> np.ndarray:
     from image2biomass.state import load_state_model, pooled_features, state_proba
     fit, sc = load_state_model(cfg.state_run)
-    st = extract_like(
-        sc["store_fingerprint"],
-        d,
-        ids,
-        cfg.split,
-        Path(cfg.features_dir or Path(cfg.state_run) / "features"),
-        cfg.weights,
-        cfg.workers,
-        cfg.batch_size,
-        cfg.device,
-        cfg.progress,
-        what=cfg.state_run,
-    )
+    st = extract_like(sc["store_fingerprint"], d, ids, split=cfg.split, weights=cfg.weights, workers=cfg.workers,
+                      features_dir=Path(cfg.features_dir or Path(cfg.state_run) / "features"), device=cfg.device,
+                      batch_size=cfg.batch_size, progress=cfg.progress, what=cfg.state_run)
     return state_proba(fit, pooled_features(st, ids, sc["config"].get("slices", ""), split=cfg.split)[0]), sc["rules"]
 
 # %% ../nbs/07_inference.ipynb #02ebec89
