@@ -498,6 +498,9 @@ def _detail(cfg, runs, spec, ids, pred, stores) -> pd.DataFrame:
     oid, folds, y, P = load_oofs(runs)
     oof = blend(P, spec_blend(spec)) if spec is not None else P.mean(0)
     q = conformal_halfwidths(y, project_mass_balance(np.clip(oof, 0, None)), cfg.interval)
+    if not np.isfinite(q).all():
+        print(f"note: {len(y)} training images are too few for {cfg.interval:.0%} intervals: their upper bounds are "
+              "infinite; ask for a lower --interval")
     lower, upper = interval_bounds(pred, q)
     dist, tdist, note = _feature_distances(stores, list(oid), folds, ids, cfg.split)
     flag, reason = ood_flags(pred, y, dist, tdist)
@@ -514,7 +517,9 @@ def _feature_distances(stores, train_ids, folds, ids, split) -> tuple: # (distan
     if not train_store.is_file():
         return None, None, f" (training store {train_store} not found: range check only)"
     pooled = lambda s, i, sp: _pooled(*load_bags(s, i, split=sp)[:2])
-    d, td = feature_distances(pooled(train_store, train_ids, "train"), pooled(st, ids, split), folds)
+    try: d, td = feature_distances(pooled(train_store, train_ids, "train"), pooled(st, ids, split), folds)
+    except (StoreError, DataError, OSError) as e:   # a store changed since training: the range check still holds
+        return None, None, f" (training store {train_store} unusable for the feature check: {str(e)[:100]}; range check only)"
     return d, td, ""
 
 def _validated(sub, d, split):

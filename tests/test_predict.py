@@ -127,6 +127,9 @@ def test_detail_intervals_and_flags(trained, tmp_path):
     y = pd.read_csv(ds / "test_labels.csv").set_index("sample_id").loc[t.sample_id, "target"].to_numpy().reshape(-1, 5)
     cov = coverage(y, t.lower.to_numpy().reshape(-1, 5), t.upper.to_numpy().reshape(-1, 5))
     assert set(cov) == set(TARGETS) | {"pooled"} and 0 <= cov["pooled"] <= 1
+    r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", tmp_path / "s99.csv", "--detail",
+            tmp_path / "d99.csv", "--interval", 0.99, "--workers", 0, "--no-progress", check=0)   # 24 images: too few
+    assert "too few for 99% intervals" in r.stdout and np.isinf(pd.read_csv(tmp_path / "d99.csv").upper).all()
     r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", out, "--detail", out, "--overwrite", check=2)
     assert "--detail and --out must be two files" in r.stderr
     r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", out, "--detail", det, "--interval", 1.5, check=2)
