@@ -43,7 +43,7 @@ from .train_heads import plot_run, aux_targets, state_index, extra_metrics, AUX_
 # %% auto #0
 __all__ = ['LAYOUT_TILING', 'LORA_LAYERS', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples', 'CropDataset', 'FinetuneModel',
            'unit_names', 'backbone_units', 'set_trainable', 'blocks_at', 'add_lora', 'merge_lora', 'build_model',
-           'trained_state', 'make_optimiser', 'train_fold', 'finetune']
+           'trained_state', 'make_optimiser', 'memory_estimate', 'memory_plan', 'train_fold', 'finetune']
 
 # %% ../nbs/05b_finetune.ipynb #b0866c38
 @dataclass
@@ -427,6 +427,51 @@ def make_optimiser(model: FinetuneModel, # the fold's model
                               warmup_lr_init=1e-8, lr_min=0.0, t_in_epochs=False)
     return opt, sched
 
+# %% ../nbs/05b_finetune.ipynb #5455aea8
+def _crops(cfg: FinetuneConfig) -> int:
+    "Crops per photo the backbone sees (tiles: those of a 1000 x 2000 photo, the competition's size)."
+    return {"full": 1, "halves": 2}.get(cfg.layout) or len(layout_boxes(1000, 2000, "grid", cfg.tile, cfg.stride))
+
+def memory_estimate(model: FinetuneModel, # the fold's model (its backbone may live on the meta device)
+                    cfg: FinetuneConfig, # batch size, layout, AMP, EMA, SWA
+                   ) -> dict: # GiB: weights (with gradients, moments, copies), activations without / with checkpointing
+    "Training memory of one process by the published counts (ViTs; activations None for other backbones)."
+    params = list(model.parameters())
+    train = sum(p.numel() for p in params if p.requires_grad); frozen = sum(p.numel() for p in params) - train
+    copies = (cfg.ema > 0) + (cfg.swa > 0)
+    w = (4 * (train + frozen) + 12 * train + 4 * copies * (train + frozen)) / 2**30
+    bb = model.fx.model
+    if not all(hasattr(bb, a) for a in ("blocks", "patch_embed", "num_prefix_tokens")): return dict(weights=w, full=None, checkpointed=None)
+    s = (model.info["input_size"] // model.info["patch"]) ** 2 + bb.num_prefix_tokens
+    b, h, L, attn = cfg.batch_size * _crops(cfg), bb.num_features, len(bb.blocks), bb.blocks[0].attn
+    scores = 0 if getattr(attn, "fused_attn", False) else 5 * attn.num_heads * s / h   # SDPA keeps no s x s scores
+    per = s * b * h * (34 + scores) * (1 if amp_dtype(torch.device("cuda"), cfg.amp) else 2)  # float32: twice
+    return dict(weights=w, full=w + L * per / 2**30, checkpointed=w + (L * 2 * s * b * h + per) / 2**30)
+
+def _plan_memory(model, cfg, d, fold):
+    "On a GPU: the estimate said, gradient checkpointing turned on where only it fits, a clear stop where nothing does."
+    est = memory_estimate(model, cfg)
+    free = (torch.cuda.mem_get_info(d.device)[0] + torch.cuda.memory_allocated(d.device)) / 2**30
+    on = memory_plan(est, free, cfg.grad_checkpointing)
+    if on and not cfg.grad_checkpointing: model.fx.model.set_grad_checkpointing(True)
+    if d.main and cfg.progress and est["full"] is not None:
+        print(f"fold {fold}: about {est['checkpointed' if on else 'full']:.1f} GiB of {free:.0f} GiB free"
+              + ("; gradient checkpointing turned on (without it: about " f"{est['full']:.0f} GiB)" if on and not cfg.grad_checkpointing else ""))
+
+def memory_plan(est: dict, # from `memory_estimate`
+                free_gib: float, # free memory of the device
+                checkpointing: bool, # what the run asked for
+                headroom=0.85, # share of the free memory to plan with
+               ) -> bool: # gradient checkpointing on?
+    "Checkpointing as asked if it fits; on where only that fits; a ConfigError where nothing fits."
+    if est["full"] is None: return checkpointing
+    room = headroom * free_gib
+    if not checkpointing and est["full"] <= room: return False
+    if est["checkpointed"] <= room: return True
+    raise ConfigError(f"this fold needs about {est['checkpointed']:.0f} GiB even with gradient checkpointing, and the "
+                      f"GPU has {free_gib:.0f} GiB free: lower --batch-size (raise --accum to keep the effective batch) "
+                      "or --img-size")
+
 # %% ../nbs/05b_finetune.ipynb #8ca9ee4c
 def _rng_state() -> dict:
     return dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
@@ -600,6 +645,7 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
     model = build_model(cfg, s.y[tr]).to(d.device)
     model.channels_last = d.device.type == "cuda" and not model_facts(model.fx.model)["vit"]   # CNNs: cuDNN's layout
     if model.channels_last: model.to(memory_format=torch.channels_last)
+    if d.device.type == "cuda": _plan_memory(model, cfg, d, fold)
     check_input(model.fx, model.info["input_size"], cfg.backbone)   # a size it cannot take: one line, before training
     if cfg.init_from: _init_from(model, cfg, fold)
     steps = cfg.epochs * math.ceil(math.ceil(math.ceil(len(tr_s) / d.world) / cfg.batch_size) / cfg.accum)
