@@ -232,9 +232,11 @@ def _to_cpu(x):
 
 class StateWriter:
     "`save_state` from a background thread: one pending write at most; errors surface at the next `write`/`wait`."
-    def __init__(self): self.thread, self.error = None, None
+    def __init__(self, background=True): self.thread, self.error, self.background = None, None, background
     def write(self, state, path):
-        self.wait(); snap = _to_cpu(state)
+        self.wait()
+        if not self.background: return save_state(state, path)   # a CPU copy costs what the write does (measured)
+        snap = _to_cpu(state)
         def run():
             try: save_state(snap, path)
             except BaseException as e: self.error = e

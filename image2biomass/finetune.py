@@ -43,7 +43,8 @@ from .train_heads import plot_run, aux_targets, state_index, extra_metrics, AUX_
 # %% auto #0
 __all__ = ['LAYOUT_TILING', 'LORA_LAYERS', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples', 'CropDataset', 'FinetuneModel',
            'unit_names', 'backbone_units', 'set_trainable', 'blocks_at', 'add_lora', 'merge_lora', 'build_model',
-           'trained_state', 'make_optimiser', 'memory_estimate', 'memory_plan', 'train_fold', 'finetune']
+           'trained_state', 'make_optimiser', 'memory_estimate', 'memory_plan', 'EpochSampler', 'train_fold',
+           'finetune']
 
 # %% ../nbs/05b_finetune.ipynb #b0866c38
 @dataclass
@@ -248,14 +249,16 @@ class CropDataset(torch.utils.data.Dataset):
         )
     def __len__(self): return len(self.s)
     def __getitem__(self, i):
+        "i: a photo index, or (epoch, index) from `EpochSampler` (persistent workers learn the epoch from it)."
         c, s = self.cfg, self.s
+        epoch, i = i if isinstance(i, tuple) else (self.epoch, i)
         img = clean_image(load_image(s.paths[i], max_pixels=c.max_pixels), c.clean)
-        rng = np.random.default_rng(sample_seed(c.seed, self.fold, self.epoch, i, 99))
+        rng = np.random.default_rng(sample_seed(c.seed, self.fold, epoch, i, 99))
         if self.train and c.aug_stamps and rng.random() < c.aug_stamps: img = draw_stamp(img, rng)
         lay = LAYOUT_TILING[c.layout]
         boxes = layout_boxes(*img.shape[:2], lay, c.tile, c.stride)
         crops = crop_tiles(img, boxes, self.size, pad_to=c.tile if lay == "grid" else None)
-        if self.aug is not None: crops = np.stack([self._aug(cr, i, k) for k, cr in enumerate(crops)])
+        if self.aug is not None: crops = np.stack([self._aug(cr, i, k, epoch) for k, cr in enumerate(crops)])
         out = dict(
             x=torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2),
             y=torch.tensor(s.y[i], dtype=torch.float32),
@@ -266,8 +269,8 @@ class CropDataset(torch.utils.data.Dataset):
         if self.grid:
             out["area"] = torch.from_numpy(location_areas(boxes, img.shape[:2], lay, c.tile, self.grid).ravel()).float()
         return out
-    def _aug(self, crop, i, k):
-        self.aug.set_random_seed(sample_seed(self.cfg.seed, self.fold, self.epoch, i, k))
+    def _aug(self, crop, i, k, epoch):
+        self.aug.set_random_seed(sample_seed(self.cfg.seed, self.fold, epoch, i, k))
         return self.aug(image=crop)["image"]
 
 # %% ../nbs/05b_finetune.ipynb #9b8d714d
@@ -492,17 +495,34 @@ def _refuse_pickles(*folders):
             )
 
 # %% ../nbs/05b_finetune.ipynb #b3d1279f
-def _loader(ds, cfg, d, epoch=None, fold=0, shuffle=False):
-    kw = dict(
-        batch_size=cfg.batch_size, num_workers=cfg.workers, pin_memory=d.device.type == "cuda", persistent_workers=False
-    )
-    if not shuffle: return torch.utils.data.DataLoader(ds, shuffle=False, **kw)
-    if d.world > 1:
-        smp = torch.utils.data.DistributedSampler(ds, d.world, d.rank, shuffle=True, seed=cfg.seed * 100 + fold)
-        smp.set_epoch(epoch); return torch.utils.data.DataLoader(ds, sampler=smp, **kw)
-    return torch.utils.data.DataLoader(
-        ds, shuffle=True, generator=torch.Generator().manual_seed(sample_seed(cfg.seed, fold, epoch)), **kw
-    )
+class EpochSampler(torch.utils.data.Sampler):
+    """Each epoch's order of the training photos as (epoch, index) pairs: the order `DataLoader(shuffle=True)` or
+    `DistributedSampler` would give for that epoch, and the epoch itself for the workers' augmentation seeds, so one
+    loader with persistent workers serves every epoch of a fold."""
+    def __init__(self, n, cfg, fold, world=1, rank=0):
+        self.n, self.cfg, self.fold, self.world, self.rank, self.epoch = n, cfg, fold, world, rank, 0
+    def set_epoch(self, epoch): self.epoch = epoch
+    def __len__(self): return math.ceil(self.n / self.world)
+    def __iter__(self):
+        if self.world == 1:
+            g = torch.Generator().manual_seed(sample_seed(self.cfg.seed, self.fold, self.epoch))
+            idx = torch.randperm(self.n, generator=g).tolist()
+        else:   # DistributedSampler's own recipe (shuffle, no drop_last): padded, then every world-th from the rank
+            g = torch.Generator().manual_seed(self.cfg.seed * 100 + self.fold + self.epoch)
+            idx = torch.randperm(self.n, generator=g).tolist()
+            idx = (idx * math.ceil(len(self) * self.world / max(1, self.n)))[:len(self) * self.world][self.rank::self.world]
+        return iter([(self.epoch, i) for i in idx])
+
+def _train_loader(ds, cfg, d, fold):
+    "The fold's training loader: made once, workers kept between epochs (persistent), batches pinned on CUDA."
+    return torch.utils.data.DataLoader(ds, sampler=EpochSampler(len(ds), cfg, fold, d.world, d.rank),
+                                       batch_size=cfg.batch_size, num_workers=cfg.workers,
+                                       pin_memory=d.device.type == "cuda", persistent_workers=cfg.workers > 0)
+
+def _loader(ds, cfg, d):
+    "A validation loader (in order)."
+    return torch.utils.data.DataLoader(ds, shuffle=False, batch_size=cfg.batch_size, num_workers=cfg.workers,
+                                       pin_memory=d.device.type == "cuda")
 
 def _loss(model, o, b, cfg):
     w = b["w"][:, None].expand(-1, 5) if "w" in b else None
@@ -527,7 +547,7 @@ def _ddp(model, ds, cfg, d, k, cache: dict):
             model, find_unused_parameters=_has_unused(model, ds, cfg, d)))
     return cache["net"]
 
-def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, ddp=None) -> float:
+def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, ddp=None, loader=None) -> float:
     "One epoch over this process's share; returns the mean training loss over all processes."
     torch.manual_seed(sample_seed(cfg.seed, fold, epoch, d.rank)); ds.epoch = epoch
     bb, k = model.fx.model, blocks_at(cfg, epoch)
@@ -536,7 +556,8 @@ def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, dd
     units = backbone_units(bb)
     for u in units[:len(units) - (len(units) if k is None else min(k, len(units)))]: u.eval()   # frozen: no dropout
     net = _ddp(model, ds, cfg, d, k, {} if ddp is None else ddp)
-    dl, tot, n = _loader(ds, cfg, d, epoch, fold, shuffle=True), torch.zeros((), dtype=torch.float64, device=d.device), 0
+    dl = loader if loader is not None else _train_loader(ds, cfg, d, fold)
+    dl.sampler.set_epoch(epoch); tot, n = torch.zeros((), dtype=torch.float64, device=d.device), 0
     opt.zero_grad(set_to_none=True)
     for s, b in enumerate(dl):
         b = {key: v.to(d.device, non_blocking=True) for key, v in b.items()}
@@ -659,14 +680,15 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
         st = _resume_state(ck, model, opt, sched, scaler, ema, swa)
         if d.main and cfg.progress:
             print(f"fold {fold}: resuming after epoch {st['epoch']} (best weighted R2 {st['best']:.4f})")
-    size, ddp, writer = model.info["input_size"], {}, StateWriter()
+    size, ddp, writer = model.info["input_size"], {}, StateWriter(background=d.device.type == "cuda")
     train_ds = CropDataset(tr_s, cfg, size, make_aug(cfg.aug), fold, model.grid, train=True)
     val_ds = CropDataset(va_s[d.rank::d.world], cfg, size, None, fold, model.grid)
+    train_dl = _train_loader(train_ds, cfg, d, fold)
     with progress(None, cfg.progress and d.main, total=cfg.epochs, initial=st["epoch"] + 1, desc=f"fold {fold}",
                   unit="ep") as bar:
         for epoch in range(st["epoch"] + 1, cfg.epochs):
             if not cfg.swa and st["since"] >= cfg.patience: break
-            loss = _train_epoch(model, train_ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, ddp)
+            loss = _train_epoch(model, train_ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, ddp, train_dl)
             ev = ema.module if ema is not None else model
             if swa is not None and epoch >= cfg.epochs - cfg.swa: swa.update_parameters(ev)
             v = _validate(ev, val_ds, cfg, d, len(va)); score = weighted_r2(s.y[va], v["pred"])

@@ -370,7 +370,7 @@ class PredictConfig(Config):
     maps: str = ""  # folder for density maps (one PNG per image; density runs only)
     # long CSV: sample_id,image_id,target_name,prediction,lower,upper,ood,ood_reason (intervals and out-of-range flags)
     detail: str = ""
-    interval: float = 0.9  # coverage of --detail's conformal intervals (from the runs' out-of-fold residuals)
+    interval: float = 0.9  # coverage of --detail's conformal intervals, 0.5 to 0.99 (from the runs' out-of-fold residuals)
     max_pixels: int = MAX_PIXELS  # images with more pixels are refused before decoding (decompression bombs)
     allow_outside_paths: bool = False  # accept image paths (or symlinks) leading outside --data-dir
     batch_size: int = 0  # images or tiles per forward pass (0: automatic)
@@ -449,11 +449,13 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
     cfg = dataclasses.replace(cfg or PredictConfig(), **kwargs)
     out, d = Path(cfg.out), Path(cfg.data_dir)
     runs, spec = _runs_of(cfg)
-    inputs = [d / f"{cfg.split}.csv", d / "sample_submission.csv", *runs, *([cfg.ensemble] if cfg.ensemble else [])]
+    inputs = [d / f"{cfg.split}.csv", d / "sample_submission.csv", *runs, *([cfg.ensemble] if cfg.ensemble else []),
+              *(d / n for n in ("train.csv", "test.csv", "test_labels.csv"))]   # the data's CSVs are never replaced
     check_output(out, inputs, cfg.overwrite, within=runs)
     if cfg.detail:
         if Path(cfg.detail).resolve() == out.resolve(): raise ConfigError("--detail and --out must be two files")
-        check_output(cfg.detail, inputs, cfg.overwrite, within=runs)
+        check_output(cfg.detail, inputs, cfg.overwrite, flag="--detail", within=runs)
+        check_writable(Path(cfg.detail).parent)                    # before the submission is written
     check_writable(out.parent)                                     # before any long work
     set_threads(cfg.workers)
     if cfg.maps: check_writable(cfg.maps)
@@ -513,14 +515,22 @@ def _feature_distances(stores, train_ids, folds, ids, split) -> tuple: # (distan
     from image2biomass.train_heads import load_bags, _pooled
     if not stores: return None, None, " (no train-heads run: the feature check needs cached features; range check only)"
     run, st = next(iter(stores.items()))
-    train_store = Path(read_config(run)["config"]["store"])
-    if not train_store.is_file():
-        return None, None, f" (training store {train_store} not found: range check only)"
+    rc = read_config(run); rec = Path(rc["config"]["store"])
+    # recorded relative to where training ran: also looked for beside the run and its parent (the same store: fingerprint)
+    found = [p for p in dict.fromkeys([rec, Path(run).parent / rec, Path(run).parent.parent / rec]) if p.is_file()]
+    train_store = next((p for p in found if _fingerprint_of(p) == rc.get("store_fingerprint")), None)
+    if train_store is None:
+        return None, None, f" (training store {rec} not found{' as trained' if found else ''}: range check only)"
     pooled = lambda s, i, sp: _pooled(*load_bags(s, i, split=sp)[:2])
     try: d, td = feature_distances(pooled(train_store, train_ids, "train"), pooled(st, ids, split), folds)
     except (StoreError, DataError, OSError) as e:   # a store changed since training: the range check still holds
-        return None, None, f" (training store {train_store} unusable for the feature check: {str(e)[:100]}; range check only)"
+        why = str(e).splitlines()[0]
+        return None, None, f" (training store {train_store} unusable for the feature check: {why}; range check only)"
     return d, td, ""
+
+def _fingerprint_of(path):
+    try: return FeatureStore(path).fingerprint
+    except (StoreError, OSError): return None
 
 def _validated(sub, d, split):
     if split != "test": return sub

@@ -76,10 +76,15 @@ def pseudo_labels(runs, # run folders whose mean prediction labels the images
     from image2biomass.inference import _feature_distances
     from image2biomass.intervals import ood_flags
     oid, folds, y, _ = load_oofs(runs[:1])
-    dist, tdist, _ = _feature_distances(stores, list(oid), folds, ids, "test")
-    flag, _ = ood_flags(pred, y, dist, tdist)
-    if cfg.progress and flag.any(): print(f"pseudo-labels: {int(flag.sum())} of {len(ids)} test images flagged, left out")
-    return df[~flag].reset_index(drop=True)
+    dist, tdist, note = _feature_distances(stores, list(oid), folds, ids, "test")
+    flag, why = ood_flags(pred, y, dist, tdist)
+    out = df[~flag].reset_index(drop=True)
+    out.attrs["left_out"] = {i: r for i, r, f in zip(ids, why, flag) if f}
+    if flag.any():   # said with or without progress, like predict's summary: the labels change because of it
+        print(f"pseudo-labels: {int(flag.sum())} of {len(ids)} test images flagged and left out (--keep-flagged keeps "
+              "them): " + "; ".join(f"{i} ({r})" for i, r in list(out.attrs["left_out"].items())[:3])
+              + (" ..." if flag.sum() > 3 else "") + (note or ""))
+    return out
 
 # %% ../nbs/06a_pseudo.ipynb #abfcf85c
 def _retrain(student, labels_csv, round_dir, cfg: PseudoConfig, d) -> Path:
@@ -152,7 +157,8 @@ def pseudo_label(cfg: PseudoConfig = None, **kwargs) -> dict:
         csv = write_csv(labels, part / f"pseudo_labels_round{r}.csv")
         student = _retrain(student, csv, part / f"round{r}", cfg, d)
         m = json.loads((student / "metrics.json").read_text())
-        history.append(dict(round=r, oof_weighted_r2=m["oof_weighted_r2"], labels=csv.name, images=len(labels)))
+        history.append(dict(round=r, oof_weighted_r2=m["oof_weighted_r2"], labels=csv.name, images=len(labels),
+                            left_out=labels.attrs.get("left_out", {})))
         if cfg.progress:
             print(f"round {r}: {len(labels)} pseudo-labelled test images; OOF weighted R2 {m['oof_weighted_r2']:.4f}")
     return _finish(cfg, runs, part, student, history, ids, out)

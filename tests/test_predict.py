@@ -130,6 +130,14 @@ def test_detail_intervals_and_flags(trained, tmp_path):
     r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", tmp_path / "s99.csv", "--detail",
             tmp_path / "d99.csv", "--interval", 0.99, "--workers", 0, "--no-progress", check=0)   # 24 images: too few
     assert "too few for 99% intervals" in r.stdout and np.isinf(pd.read_csv(tmp_path / "d99.csv").upper).all()
+    for bad in (shifted / "train.csv", shifted / "test_labels.csv"):   # the data's CSVs, even with --overwrite
+        before = bad.read_bytes()
+        r = run("predict", "--runs", d / "mil", "--data-dir", shifted, "--out", tmp_path / "s7.csv", "--detail", bad,
+                "--overwrite", "--workers", 0, check=2)
+        assert "--detail" in r.stderr and "would replace the input" in r.stderr and bad.read_bytes() == before
+    r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", tmp_path / "s8.csv", "--detail", "/proc/x.csv",
+            check=2)                                                   # checked before the submission is written
+    assert not (tmp_path / "s8.csv").exists()
     r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", out, "--detail", out, "--overwrite", check=2)
     assert "--detail and --out must be two files" in r.stderr
     r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", out, "--detail", det, "--interval", 1.5, check=2)
