@@ -168,6 +168,8 @@ def _finish(cfg, runs, part, final, history, ids, out) -> dict:
     "Keep every round's labels in the final run, record the rounds in its config, and swap it in as `out`."
     for f in part.glob("pseudo_labels_round*.csv"): shutil.copy2(f, final / f.name)
     c = read_config(final)
+    if "pseudo_labels" in c.get("config", {}):   # where the run and its labels are once swapped in, not the .partial
+        c["config"].update(out=str(out), pseudo_labels=str(Path(out) / Path(c["config"]["pseudo_labels"]).name))
     c["pseudo_rounds"] = dict(
         config=asdict(cfg), students_and_teachers=[str(r) for r in runs], rounds=history, images=ids, weight=cfg.weight
     )

@@ -24,6 +24,7 @@ def test_heads_two_rounds(ds, tmp_path):
     cfg = json.loads((tmp_path / "mil_pl" / "config.json").read_text())
     test_ids = list(read_test(ds / "test.csv").image_id)
     assert cfg["pseudo"]["images"] == test_ids and len(cfg["pseudo_rounds"]["rounds"]) == 2 and cfg["pseudo"]["weight"] == 0.5
+    assert Path(cfg["config"]["pseudo_labels"]).is_file() and ".partial" not in cfg["config"]["out"]   # paths after the rename
     labels = pd.read_csv(tmp_path / "mil_pl" / "pseudo_labels_round2.csv")
     assert labels.image_id.tolist() == test_ids and (labels.Dry_Total_g - labels.GDM_g - labels.Dry_Dead_g).abs().max() < 1e-6
     m, base = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("mil_pl", "mil"))
