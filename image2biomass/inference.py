@@ -33,7 +33,7 @@ from .store import FeatureStore, StoreError, partial_path
 # %% auto #0
 __all__ = ['M', 'COMPONENTS', 'project_mass_balance', 'SubmissionError', 'validate_submission', 'run_kind', 'extract_like',
            'predict_heads_run', 'predict_finetune_run', 'density_image', 'draw_density', 'density_figure', 'write_maps',
-           'apply_state_rules', 'PredictConfig', 'predict', 'draw_attention']
+           'apply_state_rules', 'PredictConfig', 'predict', 'flag_images', 'draw_attention']
 
 # %% ../nbs/07_inference.ipynb #7a902418
 M = np.zeros((5, 3))   # (Green, Dead, Clover) -> the 5 targets in TARGETS order
@@ -449,8 +449,8 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
     cfg = dataclasses.replace(cfg or PredictConfig(), **kwargs)
     out, d = Path(cfg.out), Path(cfg.data_dir)
     runs, spec = _runs_of(cfg)
-    inputs = [d / f"{cfg.split}.csv", d / "sample_submission.csv", *runs, *([cfg.ensemble] if cfg.ensemble else []),
-              *(d / n for n in ("train.csv", "test.csv", "test_labels.csv"))]   # the data's CSVs are never replaced
+    inputs = [*(d / n for n in ("train.csv", "test.csv", "sample_submission.csv", "test_labels.csv")),  # never replaced
+              *runs, *([cfg.ensemble] if cfg.ensemble else [])]
     check_output(out, inputs, cfg.overwrite, within=runs)
     if cfg.detail:
         if Path(cfg.detail).resolve() == out.resolve(): raise ConfigError("--detail and --out must be two files")
@@ -496,7 +496,7 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
 def _detail(cfg, runs, spec, ids, pred, stores) -> pd.DataFrame:
     "Conformal intervals from the runs' (blended) out-of-fold residuals, and out-of-distribution flags."
     from image2biomass.ensemble import load_oofs
-    from image2biomass.intervals import conformal_halfwidths, interval_bounds, ood_flags, detail_frame, flag_summary
+    from image2biomass.intervals import conformal_halfwidths, interval_bounds, detail_frame, flag_summary
     oid, folds, y, P = load_oofs(runs)
     oof = blend(P, spec_blend(spec)) if spec is not None else P.mean(0)
     q = conformal_halfwidths(y, project_mass_balance(np.clip(oof, 0, None)), cfg.interval)
@@ -504,10 +504,22 @@ def _detail(cfg, runs, spec, ids, pred, stores) -> pd.DataFrame:
         print(f"note: {len(y)} training images are too few for {cfg.interval:.0%} intervals: their upper bounds are "
               "infinite; ask for a lower --interval")
     lower, upper = interval_bounds(pred, q)
-    dist, tdist, note = _feature_distances(stores, list(oid), folds, ids, cfg.split)
-    flag, reason = ood_flags(pred, y, dist, tdist)
+    flag, reason, note = flag_images(runs, stores, ids, pred, cfg.split)
     print(flag_summary(ids, flag, reason, cfg.interval, q) + note)
     return detail_frame(ids, pred, lower, upper, flag, reason)
+
+def flag_images(runs, # runs cross-validated on the same images and folds (their OOF gives the training set)
+                stores, # heads run -> the store of the images (from the run predictors; {} for fine-tuned runs)
+                ids, # the images
+                pred, # (m, 5) their predicted grams
+                split="test", # the split of `ids`
+               ) -> tuple: # (flag (m,), reason (m,), note on what was not checked)
+    "`ood_flags` of predicted images: features against the training images of the first heads run, and the range."
+    from image2biomass.ensemble import load_oofs
+    from image2biomass.intervals import ood_flags
+    oid, folds, y, _ = load_oofs(runs)
+    dist, tdist, note = _feature_distances(stores, list(oid), folds, ids, split)
+    return (*ood_flags(pred, y, dist, tdist), note)
 
 def _feature_distances(stores, train_ids, folds, ids, split) -> tuple: # (distances, training distances, note)
     "kNN distances of the images' pooled features to the first heads run's training images (None without one)."

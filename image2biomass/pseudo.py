@@ -72,12 +72,8 @@ def pseudo_labels(runs, # run folders whose mean prediction labels the images
     df = pd.DataFrame({"image_id": ids, "image_path": [str(Path(p).relative_to(data_dir)) for p in paths],
                        **{t: pred[:, j] for j, t in enumerate(TARGETS)}})
     if cfg.keep_flagged: return df
-    from image2biomass.ensemble import load_oofs
-    from image2biomass.inference import _feature_distances
-    from image2biomass.intervals import ood_flags
-    oid, folds, y, _ = load_oofs(runs[:1])
-    dist, tdist, note = _feature_distances(stores, list(oid), folds, ids, "test")
-    flag, why = ood_flags(pred, y, dist, tdist)
+    from image2biomass.inference import flag_images
+    flag, why, note = flag_images(runs[:1], stores, ids, pred)   # the student's folds (teachers may have others)
     out = df[~flag].reset_index(drop=True)
     out.attrs["left_out"] = {i: r for i, r, f in zip(ids, why, flag) if f}
     if flag.any():   # said with or without progress, like predict's summary: the labels change because of it
