@@ -869,7 +869,8 @@ class VegetationFeatures(nn.Module):
         feats += list(hh.T)
         for v in (sat, mx):   # 4-bin histograms (counts by scatter_add: one_hot would make a (B, S*S, 4) tensor)
             vb = (v.clamp(0, 0.9999) * 4).long().flatten(1)
-            feats += list((torch.zeros(len(x), 4).scatter_add_(1, vb, torch.ones(vb.shape)) / vb.shape[1]).T)
+            feats += list((torch.zeros(len(x), 4, device=x.device).scatter_add_(1, vb, torch.ones(vb.shape, device=x.device))
+                           / vb.shape[1]).T)
         feats += [
             (exg > 0.15).float().mean((1, 2)),  # green leaves
             ((hue > 0.10) & (hue < 0.18) & (sat > 0.2) & (mx > 0.45) & (exg < 0.15))

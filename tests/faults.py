@@ -378,6 +378,7 @@ CASES += [
     Case("train-heads --frofa-noise nan", "option", lambda w, t: dict(args=_heads(w, t / "r", "--frofa-noise", "nan")), contains=("finite",)),
     Case("synth --quality 500", "option", lambda w, t: dict(args=["synth", t / "s", "--quality", 500, "--no-progress"]), contains=("--quality 500",)),
     Case("synth --stamps 2", "option", lambda w, t: dict(args=["synth", t / "s", "--stamps", 2, "--no-progress"]), contains=("--stamps 2",)),
+    Case("synth --workers -1", "option", lambda w, t: dict(args=["synth", t / "s", "--workers", -1, "--no-progress"]), contains=("--workers -1",)),
     # tracebacks
     Case("a truncated fold checkpoint", "run", lambda w, t: dict(args=_predict(w, t / "s.csv", runs=[_fold_edit(w, t, lambda p: p.write_bytes(p.read_bytes()[:300]))])), contains=("not a readable safetensors",)),
     Case("a truncated State checkpoint", "run", lambda w, t: (s := _state_run(w, t), (s / "state.safetensors").write_bytes((s / "state.safetensors").read_bytes()[:200]), dict(args=_predict(w, t / "s.csv", "--postprocess", "state-rules", "--state-run", s)))[-1], contains=("state.safetensors",)),

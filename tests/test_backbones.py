@@ -46,6 +46,18 @@ def test_registry_name_builds_on_meta_as_specified(name):
     assert spec.input_size % reduction == 0 or not f["vit"]   # ViTs: a whole patch grid at the native size
 
 
+@pytest.mark.parametrize("family", [*FAMILIES, "vegetation"])
+def test_forward_makes_no_tensor_on_the_cpu(family):
+    """Every extractor's forward on the meta device: a tensor made on the CPU inside it (the vegetation histograms once,
+    which broke extraction on CUDA only) is a device mismatch here, without a GPU."""
+    name = "vegetation" if family == "vegetation" else FAMILIES[family][1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore"); fx, info = load_backbone(name, random_init=True, tile=64)
+    s = info["input_size"]
+    v = fx.to("meta")(torch.zeros(2, 3, s, s, dtype=torch.uint8, device="meta"))
+    assert v.device.type == "meta" and v.shape[0] == 2
+
+
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):
     from image2biomass.data import make_synthetic_dataset

@@ -23,7 +23,11 @@ def test_synth_validate_folds(tmp_path):
     f = pd.read_csv(tmp_path / "folds.csv")
     assert sorted(f.fold.unique()) == [0, 1, 2, 3]
     assert f.groupby("date").fold.nunique().max() == 1
-    # same seed -> identical files; existing dataset is never clobbered
+    # same seed -> identical files, whatever the number of processes; an existing dataset is never clobbered
+    run("synth", tmp_path / "d2", "--n-train", 25, "--n-test", 3, "--size", 64, 128, "--seed", 3, "--workers", 2,
+        "--no-progress", check=0)
+    files = lambda root: {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    assert files(d) == files(tmp_path / "d2")
     r = run("synth", d, "--n-train", 5, "--n-test", 1, check=2)
     assert "already holds a dataset" in r.stderr and "Traceback" not in r.stderr
 
