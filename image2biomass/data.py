@@ -472,8 +472,8 @@ def make_synthetic_dataset(
     jobs = [(seed, k, part, iid, str(out), tuple(size), quality, stamps, dates) for k, (part, iid) in enumerate(split)]
     with _pool(workers) as pool:   # results come back in the split's order whatever the thread count
         done = pool.map(_synth_one, jobs) if pool else map(_synth_one, jobs)
-        for (part, _), (rows, labels) in zip(split, progress_bar(done, progress, total=len(jobs),
-                                                                    desc="synthesising images", unit="img")):
+        bar = progress_bar(done, progress, total=len(jobs), desc="synthesising images", unit="img")
+        for (rows, labels), (part, _) in zip(bar, split):   # the bar first: its end (a log line) is reached
             (train_rows if part == "train" else test_rows).extend(rows); label_rows += labels
     pd.DataFrame(train_rows, columns=TRAIN_COLUMNS).to_csv(out / "train.csv", index=False)
     pd.DataFrame(test_rows, columns=TEST_COLUMNS).to_csv(out / "test.csv", index=False)

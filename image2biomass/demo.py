@@ -5,7 +5,7 @@ among them) → ensemble → predict → score and map, on CPU in minutes."""
 
 # %% ../nbs/09_demo.ipynb #3508661a
 from __future__ import annotations
-import json
+import json, os
 from pathlib import Path
 import numpy as np, pandas as pd
 from .data import (TARGETS, make_synthetic_dataset, read_train, read_test, read_labels, describe_dataset,
@@ -170,7 +170,9 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
     data = out / "data"
     say = print if progress else (lambda *a: None)
     if (data / "train.csv").exists(): print(f"reusing the synthetic dataset in {data} (delete it to make a new one)")
-    else: make_synthetic_dataset(data, n_train=n_train, n_test=n_test, size=tuple(size), seed=seed, progress=progress)
+    else:   # rendering threads release the GIL: as many as cores (the files do not depend on it)
+        make_synthetic_dataset(data, n_train=n_train, n_test=n_test, size=tuple(size), seed=seed, progress=progress,
+                               workers=min(8, os.cpu_count() or 1))
     train, test = read_train(data / "train.csv", data_dir=data), read_test(data / "test.csv", data_dir=data)
     say(describe_dataset(train))
     say(

@@ -13,7 +13,7 @@ from . import __version__
 from typing import ClassVar, Literal
 from .config import Config, ConfigError
 from .files import check_output
-from .runtime import resolve_device, autocast, Dist, set_threads
+from .runtime import resolve_device, autocast, Dist, set_threads, loader_workers
 from .data import read_train, read_test, load_image, open_image, ImageError, MAX_PIXELS
 from .tiling import layout_boxes, crop_tiles, d4_tensor, view_indices, LAYOUTS
 from .clean import clean_image, CLEAN
@@ -52,7 +52,7 @@ class ExtractConfig(Config):
     input_size: int = 0
     views: Literal["none", "flips", "d4"] = "none"  # transformed copies of each tile, stored as a views axis
     batch_size: int = 0  # tiles per forward pass, packed across images; 0 = 16 on CPU (measured fastest), 64 on CUDA
-    workers: int = 2  # DataLoader processes decoding and tiling images
+    workers: int = -1  # DataLoader processes decoding and tiling images (-1: by device, see loader_workers)
     dtype: Literal["float16", "float32"] = "float16"  # stored feature type
     compression: Literal["none", "lzf"] = "none"  # applied once the store is complete
     on_error: Literal["stop", "skip"] = "stop"  # what to do with an unreadable (or oversized) image
@@ -68,7 +68,7 @@ class ExtractConfig(Config):
         stride=(1, None),
         input_size=(0, 8192),
         batch_size=(0, None),
-        workers=(0, None),
+        workers=(-1, None),
         max_pixels=(1, None),
         commit_every=(1, None),
     )
@@ -231,7 +231,7 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
     "Extract shard k of n (all images when n == 1) into `out`; None when `merged` already holds this very extraction."
     from image2biomass.files import progress
     device = device or resolve_device(cfg.device)
-    set_threads(cfg.workers)
+    cfg = dataclasses.replace(cfg, workers=loader_workers(cfg.workers, device)); set_threads(cfg.workers)
     all_ids, all_paths = list_images(cfg)
     sel = list(range(k, len(all_ids), n))
     ids, paths = [all_ids[j] for j in sel], [all_paths[j] for j in sel]

@@ -37,7 +37,7 @@ from image2biomass.runs import (
     read_fold,
     RunError,
 )
-from .runtime import Dist, autocast, amp_dtype, set_threads
+from .runtime import Dist, autocast, amp_dtype, set_threads, loader_workers
 from .train_heads import plot_run, aux_targets, state_index, extra_metrics, AUX_NAMES
 
 # %% auto #0
@@ -105,7 +105,7 @@ class FinetuneConfig(Config):
     clip_grad: float = 1.0  # gradient norm clipping (0 = off)
     ema: float = 0.0  # EMA decay of the weights (e.g. 0.999; 0 = off); evaluation uses the EMA weights
     amp: Literal["auto", "bf16", "fp16", "none"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
-    workers: int = 4  # DataLoader processes
+    workers: int = -1  # DataLoader processes (-1: by device, see loader_workers)
     device: str = "auto"  # auto | cpu | cuda
     resume: bool = False  # continue an interrupted run exactly where it stopped
     overwrite: bool = False  # replace an existing run folder (kept until the new run is complete)
@@ -139,7 +139,7 @@ class FinetuneConfig(Config):
         state_every=(1, None),
         clip_grad=(0, None),
         ema=(0, 0.99999),
-        workers=(0, None),
+        workers=(-1, None),
         max_pixels=(1, None),
     )
 
@@ -777,7 +777,7 @@ def finetune(cfg: FinetuneConfig = None, **kwargs) -> dict:
     _refuse_pickles(out, part)
     if cfg.resume and out.exists() and not part.exists() and (out / "metrics.json").exists():
         print(f"{out} is complete; nothing to resume"); return json.loads((out / "metrics.json").read_text())
-    set_threads(cfg.workers)
+    cfg = dataclasses.replace(cfg, workers=loader_workers(cfg.workers, cfg.device)); set_threads(cfg.workers)
     with Dist(cfg.device) as d:
         if d.main: _prepare(cfg, out, part)
         d.barrier()

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch
 from scipy.optimize import nnls
 from .config import Config, ConfigError
-from .runtime import set_threads
+from .runtime import set_threads, loader_workers
 from image2biomass.data import (
     TARGETS,
     TARGET_WEIGHTS,
@@ -113,7 +113,7 @@ def extract_like(fp, # fingerprint of the store the run was trained on
                  split="test", # test | train
                  features_dir="features", # where the cached stores live
                  weights=None, # backbone weights (must match the fingerprint's sha256)
-                 workers=2, # DataLoader processes
+                 workers=-1, # DataLoader processes (-1: by device)
                  batch_size=0, # tiles per forward pass; 0: automatic
                  device="auto", # auto | cpu | cuda
                  progress=True, # progress bars
@@ -157,7 +157,7 @@ def predict_heads_run(run, # a train-heads run folder
                       split="test", # test | train
                       features_dir=None, # where test stores are cached (default: run/features)
                       weights=None, # backbone weights (must match the run's)
-                      workers=2, # DataLoader processes
+                      workers=-1, # DataLoader processes (-1: by device)
                       batch_size=0, # tiles per forward pass; 0: automatic
                       device="auto", # auto | cpu | cuda
                       progress=True, # progress bars
@@ -237,7 +237,7 @@ def predict_finetune_run(run, # a fine-tuned run folder
                          paths, # their image files
                          tta="none", # none | flips | d4
                          batch_size=8, # images per forward pass
-                         workers=2, # DataLoader processes
+                         workers=-1, # DataLoader processes (-1: by device)
                          device="auto", # auto | cpu | cuda
                          progress=True, # progress bars
                          weights=None, # backbone weights (default: the run's record)
@@ -257,7 +257,7 @@ def predict_finetune_run(run, # a fine-tuned run folder
         ds = CropDataset(Samples(list(paths), np.zeros((len(paths), 5))), cfg, m.info["input_size"], grid=m.grid)
         out, g = [], []
         with torch.inference_mode(), autocast(dev, cfg.amp):
-            for b in torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers):
+            for b in torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=loader_workers(workers, dev)):
                 x, area = b["x"].to(dev), b["area"].to(dev) if "area" in b else None
                 o = [m(d4_tensor(x, v), area) for v in view_indices(tta)]
                 out.append(torch.stack([oi["pred"].float() for oi in o]).mean(0).cpu())
@@ -300,12 +300,17 @@ def draw_density(axs, # four axes: photo, Green, Dead, Clover
                  m, # its map (rects, grams, area)
                  title="", # title of the photo panel
                 ):
-    "Draw the photo and the density of each component over it."
-    d = density_image(img.shape[:2], m["rects"], m["grams"], m["area"])
-    axs[0].imshow(img); axs[0].set_title(title or "photo"); axs[0].axis("off")
+    """Draw the photo and the density of each component over it. The photo is shown at most 640 px wide and the
+    density on a grid of about 320 columns (a panel is a few hundred pixels wide): a full-size photo costs no more."""
+    import cv2
+    hw, f = img.shape[:2], min(1.0, 640 / img.shape[1])
+    small = cv2.resize(img, (round(hw[1] * f), max(1, round(hw[0] * f))), interpolation=cv2.INTER_AREA) if f < 1 else img
+    d = density_image(hw, m["rects"], m["grams"], m["area"], step=max(4, hw[1] // 320))
+    ext = dict(extent=(0, hw[1], hw[0], 0))   # photo coordinates on every layer
+    axs[0].imshow(small, **ext); axs[0].set_title(title or "photo"); axs[0].axis("off")
     for j, (ax, name, cmap) in enumerate(zip(axs[1:], COMPONENTS, ["Greens", "YlOrBr", "BuPu"])):
-        ax.imshow(img.mean(2), cmap="gray", alpha=0.55)
-        im = ax.imshow(d[..., j], cmap=cmap, alpha=0.7, extent=(0, img.shape[1], img.shape[0], 0))
+        ax.imshow(small.mean(2), cmap="gray", alpha=0.55, **ext)
+        im = ax.imshow(d[..., j], cmap=cmap, alpha=0.7, **ext)
         ax.set_title(f"{name.replace('Dry_', '').replace('_g', '')}: {m['grams'][:, j].sum():.1f} g"); ax.axis("off")
         ax.figure.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="g per 1 % of the photo")
 
@@ -374,11 +379,11 @@ class PredictConfig(Config):
     max_pixels: int = MAX_PIXELS  # images with more pixels are refused before decoding (decompression bombs)
     allow_outside_paths: bool = False  # accept image paths (or symlinks) leading outside --data-dir
     batch_size: int = 0  # images or tiles per forward pass (0: automatic)
-    workers: int = 2  # DataLoader processes
+    workers: int = -1  # DataLoader processes (-1: by device, see loader_workers)
     device: str = "auto"  # auto | cpu | cuda
     overwrite: bool = False  # replace an existing submission file (only once the new one is complete)
     progress: bool = True  # progress bars
-    bounds: ClassVar[dict] = dict(state_threshold=(0, 1), batch_size=(0, None), workers=(0, None), max_pixels=(1, None),
+    bounds: ClassVar[dict] = dict(state_threshold=(0, 1), batch_size=(0, None), workers=(-1, None), max_pixels=(1, None),
                                   interval=(0.5, 0.99))
 
 # %% ../nbs/07_inference.ipynb #4f4b124f
@@ -457,7 +462,7 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
         check_output(cfg.detail, inputs, cfg.overwrite, flag="--detail", within=runs)
         check_writable(Path(cfg.detail).parent)                    # before the submission is written
     check_writable(out.parent)                                     # before any long work
-    set_threads(cfg.workers)
+    set_threads(loader_workers(cfg.workers, cfg.device))
     if cfg.maps: check_writable(cfg.maps)
     kinds = [run_kind(r) for r in runs]
     _check_options(cfg, kinds, runs)

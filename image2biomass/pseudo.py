@@ -40,11 +40,11 @@ class PseudoConfig(Config):
     features_dir: str = ""  # where test feature stores go (default: beside each run's training store)
     # also pseudo-label test images flagged as unlike the training images or at its range's edge (default: left out)
     keep_flagged: bool = False
-    workers: int = 2  # DataLoader processes
+    workers: int = -1  # DataLoader processes (-1: by device, see loader_workers)
     device: str = "auto"  # auto | cpu | cuda
     overwrite: bool = False  # replace an existing run folder (kept until the new run is complete)
     progress: bool = True  # progress bars and a line per round
-    bounds: ClassVar[dict] = dict(rounds=(1, 20), weight=(0, None), epochs=(0, None), workers=(0, None))
+    bounds: ClassVar[dict] = dict(rounds=(1, 20), weight=(0, None), epochs=(0, None), workers=(-1, None))
 
 # %% ../nbs/06a_pseudo.ipynb #09b140b3
 def pseudo_labels(runs, # run folders whose mean prediction labels the images

@@ -9,7 +9,8 @@ import torch
 from .config import ConfigError
 
 # %% auto #0
-__all__ = ['DEVICES', 'resolve_device', 'amp_dtype', 'autocast', 'usable_cores', 'set_threads', 'Dist']
+__all__ = ['DEVICES', 'AUTO_WORKERS', 'resolve_device', 'amp_dtype', 'autocast', 'usable_cores', 'set_threads', 'loader_workers',
+           'Dist']
 
 # %% ../nbs/00d_runtime.ipynb #9df25653
 DEVICES = ("auto", "cpu", "cuda")
@@ -58,6 +59,17 @@ def set_threads(workers=0, # DataLoader worker processes that will share the cor
     )
     if torch.get_num_threads() != n: torch.set_num_threads(n)
     return n
+
+# %% ../nbs/00d_runtime.ipynb #df9b7ae2
+AUTO_WORKERS = -1   # the `workers` value that means "by device"
+
+def loader_workers(workers:int, # DataLoader processes asked for; -1 (`AUTO_WORKERS`): by device
+                   device="auto", # the device the stage runs on (a name or a torch.device)
+                  ) -> int:
+    "The DataLoader processes to use: `workers` as given, or by device (CUDA: min(cores - 1, 8); CPU: 2)."
+    if workers != AUTO_WORKERS: return workers
+    cuda = (device if isinstance(device, torch.device) else resolve_device(device)).type == "cuda"
+    return max(1, min(usable_cores() - 1, 8)) if cuda else min(2, usable_cores())
 
 # %% ../nbs/00d_runtime.ipynb #2a953c33
 class Dist:

@@ -237,6 +237,7 @@ CASES = [
     Case("train-heads --pca -3", "option", lambda w, t: dict(args=_heads(w, t / "r", "--pca", "-3")), contains=("--pca -3",)),
     Case("train-heads --slices matching nothing", "option", lambda w, t: dict(args=_heads(w, t / "r", "--slices", "*/gem")), contains=("matches no slice",)),
     Case("extract --input-size -5", "option", lambda w, t: dict(args=_extract(w["ds"], t / "s.h5", "--input-size", "-5")), contains=("--input-size -5",)),
+    Case("extract --workers -2", "option", lambda w, t: dict(args=_extract(w["ds"], t / "s.h5", "--workers", "-2")), contains=("--workers -2",)),
     Case("extract --stride > --tile", "option", lambda w, t: dict(args=_extract(w["ds"], t / "s.h5", "--stride", 90)), contains=("gaps",)),
     Case("extract --feature avg", "option", lambda w, t: dict(args=_extract(w["ds"], t / "s.h5", "--backbone", "test_vit", "--random-init", "--feature", "avg")), contains=("unknown feature kind",)),
     Case("train --unfreeze nonsense", "option", lambda w, t: dict(args=["train", "--data-dir", w["ds"], "--out", t / "ft", "--unfreeze", "x"]), contains=("--unfreeze 'x'",)),
