@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_kaggle.ipynb #b96bb6b8
 from __future__ import annotations
-import dataclasses, json, math, os, re, shutil, subprocess, sys
+import contextlib, dataclasses, json, math, os, re, shutil, subprocess, sys
 from typing import get_type_hints
 from pathlib import Path
 from .data import make_synthetic_dataset
@@ -13,8 +13,9 @@ from .runs import partial_dir, swap_in
 
 # %% auto #0
 __all__ = ['KERNEL_FIELDS', 'KERNEL_EXTRAS', 'BUNDLE_MARKER', 'KERNELS', 'kernel_data_dir', 'write_dataset_metadata',
-           'kernel_fields', 'kernel_parameters', 'kernel_config', 'check_kaggle_id', 'kernel_params',
-           'check_bundle_out', 'BundleError', 'build_wheelhouse', 'kernel_notebook', 'kaggle_bundle']
+           'kernel_fields', 'kernel_parameters', 'kernel_config', 'as_parameters', 'kernel_errors', 'kernel_store',
+           'check_kaggle_id', 'kernel_params', 'check_bundle_out', 'BundleError', 'build_wheelhouse', 'kernel_notebook',
+           'kaggle_bundle']
 
 # %% ../nbs/10_kaggle.ipynb #f092fa07
 def kernel_data_dir(data_dir, # the competition folder, or "" for a small synthetic dataset
@@ -63,6 +64,9 @@ KERNEL_FIELDS = {  # kernel -> [(module, config class, fields)]
     "extract": [
         ("extract", "ExtractConfig", _EXTRACT + ["batch_size", "dtype", "compression", "on_error", "device", "workers"])
     ],
+    "finetune": [
+        ("finetune", "FinetuneConfig", "all but data_dir out overwrite progress".split()),
+    ],
     "train": [
         ("extract", "ExtractConfig", _EXTRACT + ["device", "workers"]),
         ("train_heads", "TrainConfig", "all but store data_dir out overwrite progress device".split()),
@@ -90,6 +94,7 @@ _COMMON = [
     ("data_dir", "", "competition folder (train.csv, test.csv, images); empty: a small synthetic dataset in work_dir"),
     ("work_dir", "kernel_out", "everything this kernel writes goes here (created)"),
     ("progress", False, "progress bars (off: papermill and Kaggle logs stay short)"),
+    ("overwrite", False, "replace this kernel's earlier outputs in work_dir (kept until the new ones are complete)"),
 ]
 KERNEL_EXTRAS = {
     "extract": _COMMON
@@ -102,6 +107,7 @@ KERNEL_EXTRAS = {
         ("store", "", "an existing training feature store; empty: extract here with the settings below"),
         ("run_name", "", "run folder name under work_dir/runs; empty: backbone_head_loss"),
     ],
+    "finetune": _COMMON + [("run_name", "", "run folder name under work_dir/runs; empty: backbone_finetune")],
     "infer": _COMMON
     + [
         ("runs", "", "comma-separated run folders; empty: every run under work_dir/runs"),
@@ -141,14 +147,46 @@ def kernel_parameters(kernel) -> str:
 # %% ../nbs/10_kaggle.ipynb #01537e39
 def kernel_config(cls, # a stage's config class
                   ns: dict, # the kernel's namespace (`globals()`), holding its parameters
-                  kernel, # extract | train | infer
+                  kernel, # extract | train | finetune | infer
                   **fixed, # fields the kernel sets itself (data_dir, out...)
                  ):
-    "The stage's config from the kernel's parameters: every field the kernel exposes, then `fixed`."
-    names = [
-        n for n, _, _, c in kernel_fields(kernel) if c is not None and n in {f.name for f in dataclasses.fields(cls)}
-    ]
-    return cls(**{**{n: ns[n] for n in names if n not in fixed}, **fixed})
+    """The stage's config from the kernel's parameters: every field the kernel exposes, then `fixed`. A bad value is
+    one `ConfigError` naming the *parameter* (`tile=-5`, not the CLI's `--tile -5`), raised before any work."""
+    params = [n for n, *_ in kernel_fields(kernel)]
+    names = [n for n, _, _, c in kernel_fields(kernel) if c is not None and n in {f.name for f in dataclasses.fields(cls)}]
+    try: return cls(**{**{n: ns[n] for n in names if n not in fixed}, **fixed})
+    except ConfigError as e: raise ConfigError(f"kernel parameter: {as_parameters(str(e), params)}") from None
+
+def as_parameters(message, # an error message that names CLI flags
+                  params, # the kernel's parameter names
+                 ) -> str:
+    "`message` with each flag of a kernel parameter written as the parameter (`--tile 5` -> `tile=5`)."
+    message = message.replace("pass --overwrite", "set overwrite=True")
+    for n in sorted(params, key=len, reverse=True):
+        message = re.sub(rf"{re.escape(flag(n))}(?![\w-])(?: (\S+))?", lambda m: n + (f"={m[1]}" if m[1] else ""), message)
+    return message
+
+@contextlib.contextmanager
+def kernel_errors(kernel): # extract | train | finetune | infer
+    "Re-raise an error that names CLI flags inside a kernel with its parameter names instead (same exception type)."
+    try: yield
+    except Exception as e:
+        msg = str(e); new = as_parameters(msg, [n for n, *_ in kernel_fields(kernel)])
+        if new == msg: raise
+        try: err = type(e)(new)
+        except Exception: raise e from None   # a type that takes other arguments: the original message
+        raise err from None
+
+def kernel_store(xcfg, # the extraction's settings (ExtractConfig)
+                 split, # train | test
+                 work_dir, # the kernel's working folder
+                ) -> Path:
+    """work_dir/features/{split}_{backbone}_{key}.h5, the key a hash of the settings that make the features: a rerun
+    with the same settings finds its store complete, one with other settings writes another store."""
+    import hashlib
+    key = json.dumps({n: getattr(xcfg, n) for n in _EXTRACT + ["dtype"]}, sort_keys=True, default=str)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", xcfg.backbone)
+    return Path(work_dir) / "features" / f"{split}_{name}_{hashlib.sha256(key.encode()).hexdigest()[:8]}.h5"
 
 # %% ../nbs/10_kaggle.ipynb #05bfb5a0
 _USER = r"[A-Za-z0-9][A-Za-z0-9_-]{0,49}"    # a Kaggle user (or organisation) name
@@ -236,7 +274,7 @@ def check_bundle_out(out, # the bundle folder to (re)make
     return out
 
 # %% ../nbs/10_kaggle.ipynb #6115ec21
-KERNELS = ("extract", "train", "infer")
+KERNELS = ("extract", "train", "finetune", "infer")
 
 def _repo_root() -> Path:
     root = Path(__file__).resolve().parents[1]

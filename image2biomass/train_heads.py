@@ -32,7 +32,7 @@ class TrainConfig(Config):
     store: str = "features.h5"  # feature store of the training images (from `image2biomass extract`)
     data_dir: str = "data/synth"  # folder holding train.csv
     out: str = "runs/heads"  # run folder: config, fold checkpoints, oof.csv, metrics.json, plots
-    head: Literal["mlp", "mil", "composition", "density"] = "mil"  # pooling and output: density sums grams per location
+    head: Literal["mlp", "mil", "composition", "density"] = "density"  # pooling and output (density: grams per location)
     loss: Literal["smoothl1", "ziln"] = "smoothl1"  # training loss on the targets
     targets: Literal[3, 5] = 5  # 5: predict all five; 3: predict Green, Dead, Clover and derive GDM and Total
     folds: int = 5  # CV folds, grouped by sampling date

@@ -59,6 +59,8 @@ def test_kernel_writes_only_inside_work_dir(tmp_path):
     nb = pm.execute_notebook(str(KERNELS / "infer.ipynb"), str(tmp_path / "i.ipynb"), kernel_name="python3", cwd=str(cwd),
                              parameters=dict(work_dir=str(work)), progress_bar=False)
     assert list(cwd.iterdir()) == [] and (work / "submission.csv").exists()
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "held-out weighted R2 on 4 labelled test images" in text and f"submission: {work / 'submission.csv'}" in text
     streams = [o for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
     assert len(streams) <= 1, [o["text"][:200] for o in streams]      # no progress-bar spam with progress off
 
@@ -67,7 +69,24 @@ def test_papermill_extract_writes_dataset_metadata(tmp_path):
     work = tmp_path / "w"
     run_nb("extract", tmp_path, work_dir=str(work), dataset_id="me/i2b-veg", splits="train")
     meta = json.loads((work / "features" / "dataset-metadata.json").read_text())
-    assert meta["id"] == "me/i2b-veg" and (work / "features" / "train_vegetation.h5").exists()
+    assert meta["id"] == "me/i2b-veg" and len(list((work / "features").glob("train_vegetation_*.h5"))) == 1
+
+
+def test_finetune_kernel_and_parameters_checked_before_work(tmp_path):
+    """The fine-tuning kernel runs on tiny data and prints what it used; a rerun replaces nothing unless overwrite=True;
+    a bad parameter is refused before any extraction, named as the parameter (not the CLI flag)."""
+    import papermill as pm
+    work, p = tmp_path / "w", dict(backbone="test_vit", random_init=True, layout="full", img_size=32, epochs=1, folds=2,
+                                   batch_size=4, workers=0)
+    nb = run_nb("finetune", tmp_path, work_dir=str(work), **p)
+    assert json.loads((work / "runs" / "test_vit_finetune" / "metrics.json").read_text())["n_images"] == 24
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert f"run: {work / 'runs' / 'test_vit_finetune'}" in text
+    with pytest.raises(pm.PapermillExecutionError, match="set overwrite=True"): run_nb("finetune", tmp_path, work_dir=str(work), **p)
+    run_nb("finetune", tmp_path, work_dir=str(work), overwrite=True, **p)
+    with pytest.raises(pm.PapermillExecutionError) as e: run_nb("train", tmp_path, work_dir=str(tmp_path / "w2"), head="bogus")
+    assert "head='bogus'" in str(e.value) and "--head" not in str(e.value)
+    assert not (tmp_path / "w2" / "features").exists()                   # refused before extraction
 
 
 def test_kaggle_bundle_installs_offline(tmp_path):
