@@ -29,6 +29,8 @@ rows = pd.read_csv(pool / "train.csv")
 wide = read_train(pool / "train.csv").set_index("image_id")
 order = wide.Dry_Total_g.sort_values().index
 n_beyond = int(round(len(order) * a.beyond))
+if not 1 <= n_beyond <= len(order) - a.heldout - 20:
+    raise SystemExit(f"--beyond {a.beyond} holds back {n_beyond} of {len(order)} images: leave >= 1 beyond and >= 20 to train")
 beyond = list(order[-n_beyond:])
 rest = np.random.default_rng(a.seed).permutation(list(order[:-n_beyond]))
 heldout, train = list(rest[:a.heldout]), list(rest[a.heldout:])

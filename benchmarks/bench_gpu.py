@@ -74,11 +74,11 @@ if not a.skip_extract:
     from image2biomass.extract import extract, LAST_RUN
     ds_x = make_synthetic_dataset(tmp / "x", n_train=a.extract_images, n_test=1, size=SIZE, seed=1, progress=False,
                                   workers=jobs)
-    runs = {}
+    runs = []
     for i, w in enumerate([a.workers, a.workers, 2]):   # the first run warms up (cuDNN, allocator, page cache)
         extract(data_dir=ds_x, out=tmp / f"x{i}.h5", backbone=X_NAME, random_init=True, layout="halves",
                 input_size=X_PX, batch_size=a.batch_size, workers=w, device=dev, progress=False)
-        if i: runs[w] = dict(LAST_RUN)
+        if i: runs.append((w, dict(LAST_RUN)))
     fx, info = load_backbone(X_NAME, random_init=True, input_size=X_PX)
     fx = fx.to(dev).eval().to(memory_format=torch.channels_last)
     x = torch.randint(0, 255, (a.batch_size, 3, X_PX, X_PX), dtype=torch.uint8, device=dev)
@@ -104,7 +104,7 @@ if not a.skip_extract:
                          f"{r['seconds']:.1f} s); MFU {mfu(r['tiles_per_s'])}; pipeline/bare {r['tiles_per_s'] / bare:.3f}")
     record("bench_gpu extraction", [
         f"{X_NAME} (random init), halves of {SIZE[0]}x{SIZE[1]} JPEGs at {X_PX} px, bf16 autocast, batch {a.batch_size}",
-        *[line(w, r) for w, r in runs.items()],
+        *[line(w, r) for w, r in runs],
         f"bare model: {bare:.1f} tiles/s, MFU {mfu(bare)}; {flops / 1e9:.0f} GFLOP per {X_PX}-px tile "
         f"(FlopCounterMode); peak {a.peak_tflops} TFLOP/s assumed"])
 

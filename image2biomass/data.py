@@ -450,7 +450,7 @@ def make_synthetic_dataset(
     if n_train < 1 or n_test < 1: raise ValueError(f"n_train and n_test must be >= 1, got {n_train}, {n_test}")
     if not 1 <= quality <= 100: raise ValueError(f"--quality {quality}: a JPEG quality from 1 to 100")
     if not 0 <= stamps <= 1: raise ValueError(f"--stamps {stamps}: the share of photos with a stamp, from 0 to 1")
-    if workers < 0: raise ValueError(f"--workers {workers}: a number of processes, 0 or more")
+    if workers < 0: raise ValueError(f"--workers {workers}: a number of threads, 0 or more")
     if min(size) < 8: raise ValueError(f"--size {size[0]} {size[1]}: height and width of at least 8 pixels")
     if (out / "train.csv").exists() and not overwrite:
         raise FileExistsError(

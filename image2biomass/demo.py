@@ -164,6 +164,7 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
             ) -> dict: # the metrics written to out_dir/metrics.json
     "Synthesise, validate, extract, cross-validate heads, ensemble, predict, map and score: the whole pipeline in minutes."
     import time
+    from image2biomass.runtime import usable_cores
     from image2biomass.ensemble import build_ensemble, load_oofs, blend, spec_blend
     from image2biomass.store import FeatureStore
     t0, out = time.time(), Path(out_dir)
@@ -172,7 +173,7 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
     if (data / "train.csv").exists(): print(f"reusing the synthetic dataset in {data} (delete it to make a new one)")
     else:   # rendering threads release the GIL: as many as cores (the files do not depend on it)
         make_synthetic_dataset(data, n_train=n_train, n_test=n_test, size=tuple(size), seed=seed, progress=progress,
-                               workers=min(8, os.cpu_count() or 1))
+                               workers=min(8, usable_cores()))
     train, test = read_train(data / "train.csv", data_dir=data), read_test(data / "test.csv", data_dir=data)
     say(describe_dataset(train))
     say(

@@ -160,10 +160,14 @@ def kernel_config(cls, # a stage's config class
 def as_parameters(message, # an error message that names CLI flags
                   params, # the kernel's parameter names
                  ) -> str:
-    "`message` with each flag of a kernel parameter written as the parameter (`--tile 5` -> `tile=5`)."
-    message = message.replace("pass --overwrite", "set overwrite=True")
+    """`message` with each flag of a kernel parameter written as the parameter: `--tile 5: ...` -> `tile=5: ...` (a
+    value only where the config check puts one, before a colon), `pass --overwrite` -> `set overwrite=True`, any other
+    `--tile` -> `tile`; a flag inside a path or word is left alone."""
     for n in sorted(params, key=len, reverse=True):
-        message = re.sub(rf"{re.escape(flag(n))}(?![\w-])(?: (\S+))?", lambda m: n + (f"={m[1]}" if m[1] else ""), message)
+        f = rf"(?<![\w/.-]){re.escape(flag(n))}(?![\w-])"
+        message = re.sub(rf"\b[Pp]ass {f}", f"set {n}=True", message)
+        message = re.sub(rf"{f} (\S+):", lambda m: f"{n}={m[1]}:", message)
+        message = re.sub(f, n, message)
     return message
 
 @contextlib.contextmanager
@@ -175,16 +179,19 @@ def kernel_errors(kernel): # extract | train | finetune | infer
         if new == msg: raise
         try: err = type(e)(new)
         except Exception: raise e from None   # a type that takes other arguments: the original message
-        raise err from None
+        raise err.with_traceback(e.__traceback__) from None
 
 def kernel_store(xcfg, # the extraction's settings (ExtractConfig)
                  split, # train | test
                  work_dir, # the kernel's working folder
                 ) -> Path:
-    """work_dir/features/{split}_{backbone}_{key}.h5, the key a hash of the settings that make the features: a rerun
-    with the same settings finds its store complete, one with other settings writes another store."""
+    """work_dir/features/{split}_{backbone}_{key}.h5, the key a hash of the settings that make the features (and of
+    the data folder): a rerun with the same settings finds its store complete, one with other settings or other data
+    writes another store."""
     import hashlib
-    key = json.dumps({n: getattr(xcfg, n) for n in _EXTRACT + ["dtype"]}, sort_keys=True, default=str)
+    key = {n: getattr(xcfg, n) for n in _EXTRACT + ["dtype", "compression", "data_dir"]}
+    if not xcfg.weights: key["weights_env"] = os.environ.get("IMAGE2BIOMASS_WEIGHTS", "")   # where weights=None looks
+    key = json.dumps(key, sort_keys=True, default=str)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", xcfg.backbone)
     return Path(work_dir) / "features" / f"{split}_{name}_{hashlib.sha256(key.encode()).hexdigest()[:8]}.h5"
 
@@ -391,7 +398,7 @@ def kaggle_bundle(kernel="infer", # extract | train | infer
     for opt, v in [("owner", owner), ("wheels_slug", wheels_slug), ("competition", competition),
                    *[("dataset_sources", s) for s in dataset_sources], *[("model_sources", s) for s in model_sources]]:
         check_kaggle_id(opt, v)
-    p = {"data_dir": f"/kaggle/input/{competition}", "work_dir": "/kaggle/working", "workers": 2}
+    p = {"data_dir": f"/kaggle/input/{competition}", "work_dir": "/kaggle/working"}   # workers: by device
     p = kernel_params(kernel, {**p, **kernel_params(kernel, params)})
     out = check_bundle_out(out, overwrite)
     part = partial_dir(os.path.abspath(out))

@@ -92,6 +92,7 @@ def _retrain(student, labels_csv, round_dir, cfg: PseudoConfig, d) -> Path:
         pseudo_labels=str(labels_csv),
         pseudo_weight=cfg.weight,
         overwrite=True,
+        **({"workers": cfg.workers} if "workers" in c["config"] else {}),   # this machine's, not the recorded run's
         progress=cfg.progress,
     )
     if c["kind"] == "heads":

@@ -66,10 +66,12 @@ AUTO_WORKERS = -1   # the `workers` value that means "by device"
 def loader_workers(workers:int, # DataLoader processes asked for; -1 (`AUTO_WORKERS`): by device
                    device="auto", # the device the stage runs on (a name or a torch.device)
                   ) -> int:
-    "The DataLoader processes to use: `workers` as given, or by device (CUDA: min(cores - 1, 8); CPU: 2)."
+    """The DataLoader processes to use: `workers` as given, or by device (CUDA: min(cores - 1, 8); CPU: 2), the cores
+    shared among the processes torchrun starts on this machine (`LOCAL_WORLD_SIZE`)."""
     if workers != AUTO_WORKERS: return workers
     cuda = (device if isinstance(device, torch.device) else resolve_device(device)).type == "cuda"
-    return max(1, min(usable_cores() - 1, 8)) if cuda else min(2, usable_cores())
+    cores = max(1, usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    return max(1, min(cores - 1, 8)) if cuda else min(2, cores)
 
 # %% ../nbs/00d_runtime.ipynb #2a953c33
 class Dist:

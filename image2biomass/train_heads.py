@@ -97,6 +97,12 @@ class TrainConfig(Config):
         pseudo_weight=(0, None),
     )
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.head in ("composition", "density") and self.loss == "ziln":   # said before any data is read
+            raise ConfigError(f"--loss ziln with --head {self.head}: the {self.head} head predicts grams by construction; "
+                              "use --loss smoothl1, or --head mil or mlp for ziln")
+
 # %% ../nbs/05_training.ipynb #b1a0a3e0
 @dataclass
 class _HeadArgs:

@@ -232,6 +232,7 @@ CASES = [
     Case("predict --state-threshold 2", "option", lambda w, t: dict(args=_predict(w, t / "s.csv", "--state-threshold", "2")), contains=("must be <= 1",)),
     Case("predict --postprocess clip with two runs", "option", lambda w, t: dict(args=_predict(w, t / "s.csv", "--postprocess", "clip", runs=[w["mil"], w["comp"]])), expect="ok"),
     Case("train-heads --device cuda without CUDA", "option", lambda w, t: dict(args=_heads(w, t / "r", "--device", "cuda")), contains=("no CUDA device",)),
+    Case("train-heads --loss ziln with the density default", "option", lambda w, t: dict(args=_heads(w, t / "r", "--loss", "ziln")), contains=("--loss ziln with --head density",)),
     Case("train-heads --batch-size 0", "option", lambda w, t: dict(args=_heads(w, t / "r", "--batch-size", 0)), contains=("--batch-size 0",)),
     Case("train-heads --epochs 0", "option", lambda w, t: dict(args=_heads(w, t / "r", "--epochs", 0)), contains=("--epochs 0",)),
     Case("train-heads --pca -3", "option", lambda w, t: dict(args=_heads(w, t / "r", "--pca", "-3")), contains=("--pca -3",)),
