@@ -109,7 +109,7 @@ def make_report(out_png, # report file to write
     draw_attention(a2, image, boxes, attention, "MIL attention per tile of a test image (disc area: weight)")
     if density: draw_density(rows[2].subplots(1, 4), image, density, "density head: the same test photo")
     fig.suptitle(title)
-    save_figure(fig, out_png, dpi=80)
+    save_figure(fig, out_png, dpi=110)
     return fig
 
 # %% ../nbs/09_demo.ipynb #cd2e9483

@@ -128,7 +128,7 @@ def _write_state_run(cfg, out, fit, ids, folds, s, oof, conf, metrics, store):
         write_json(part / "metrics.json", metrics); conf.to_csv(part / "confusion.csv")
         write_csv(pd.DataFrame({"image_id": ids, "fold": folds, "State": np.array(STATES)[s],
                                 **{f"p_{st}": oof[:, j] for j, st in enumerate(STATES)}}), part / "oof.csv")
-        fig = plot_confusion(conf, metrics["oof_accuracy"]); save_figure(fig, part / "confusion.png", dpi=90)
+        fig = plot_confusion(conf, metrics["oof_accuracy"]); save_figure(fig, part / "confusion.png", dpi=110)
 
 def plot_confusion(conf, acc):
     "The OOF confusion matrix (rows: true State) as a figure."

@@ -182,7 +182,7 @@ def summarize_sweep(study, out) -> pd.DataFrame:
             fig = Figure(figsize=(6, 0.35 * len(imp) + 1)); ax = fig.subplots()
             ax.barh(list(imp)[::-1], list(imp.values())[::-1], color="tab:green")
             ax.set_title("parameter importance (OOF weighted R²)")
-            fig.tight_layout(); save_figure(fig, out / "importance.png", dpi=90)
+            fig.tight_layout(); save_figure(fig, out / "importance.png", dpi=110)
         except (RuntimeError, ValueError) as e:
             warnings.warn(f"no importance plot: {e}")
     return df

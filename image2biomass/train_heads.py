@@ -633,7 +633,7 @@ def plot_run(run) -> dict:
             ax[0].plot(d.epoch, d.train_loss, label=f"fold {k}"); ax[1].plot(d.epoch, d.val_r2, label=f"fold {k}")
         ax[0].set(title="training loss", xlabel="epoch")
         ax[1].set(title="validation weighted R²", xlabel="epoch", ylim=(max(-0.5, c.val_r2.min()), 1))
-        ax[1].legend(fontsize=7); fig.tight_layout(); save_figure(fig, run / "curves.png", dpi=90)
+        ax[1].legend(fontsize=7); fig.tight_layout(); save_figure(fig, run / "curves.png", dpi=110)
     fig = figs["oof_scatter"] = Figure(figsize=(17, 3.6)); axs = fig.subplots(1, 5)
     for ax, t in zip(axs, TARGETS):
         ax.scatter(oof[t], oof[f"pred_{t}"], s=8, alpha=0.6, c=oof.fold, cmap="tab10")
@@ -641,7 +641,7 @@ def plot_run(run) -> dict:
         ax.plot([0, hi], [0, hi], "k--", lw=0.8)
         r2 = 1 - ((oof[t] - oof[f"pred_{t}"]) ** 2).sum() / ((oof[t] - oof[t].mean()) ** 2).sum()
         ax.set(title=f"{t}  R² {r2:.3f}", xlabel="true g", ylabel="OOF predicted g")
-    fig.tight_layout(); save_figure(fig, run / "oof_scatter.png", dpi=90)
+    fig.tight_layout(); save_figure(fig, run / "oof_scatter.png", dpi=110)
     return figs
 
 # %% ../nbs/05_training.ipynb #f4a3b9aa

@@ -1,5 +1,5 @@
 "The committed notebooks are a book: executed, with their figures, and nothing in their outputs that changes per run."
-import json, re
+import base64, io, json, re
 from pathlib import Path
 import pytest
 from conftest import ROOT
@@ -9,6 +9,7 @@ NBS = sorted((ROOT / "nbs").glob("[0-9]*.ipynb"))
 FIGURES = {"00_data": 2, "01_tiling": 1, "01a_clean": 1, "02c_extract": 1, "03_losses": 1, "04_models": 1,
            "05_training": 2, "05a_sweep": 1, "05b_finetune": 1, "05c_state": 1, "06_ensemble": 1, "06a_pseudo": 1,
            "07_inference": 2, "09_demo": 1}
+MIN_DPI = 110   # figures a reader can read on the forge (make book renders inline figures at this dpi)
 VOLATILE = [(re.compile(r"/tmp/|\btmp[a-z0-9_]{6,}\b|/home/|/work/|/check/|site-packages"), "a temporary or machine path"),
             (re.compile(r"\d+(\.\d+)?\s?(it/s|s/it)|\b\d+\.\d+ ?s\b|elapsed"), "a timing"),
             (re.compile(r"Traceback|IProgress not found|Warning:|warn\("), "a traceback or warning"),
@@ -30,6 +31,12 @@ def problems(path: Path) -> list:
     if not any(c.get("outputs") for c in nb["cells"]): out.append("no outputs: run `make book`")
     imgs = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
     if imgs < FIGURES.get(path.stem, 0): out.append(f"{imgs} figures, expected at least {FIGURES[path.stem]}")
+    from PIL import Image
+    for i, c in enumerate(nb["cells"]):
+        for o in c.get("outputs", []):
+            if "image/png" not in o.get("data", {}): continue
+            dpi = Image.open(io.BytesIO(base64.b64decode(o["data"]["image/png"]))).info.get("dpi", (0, 0))[0]
+            if round(dpi) < MIN_DPI: out.append(f"cell {i}: a figure at {dpi:.0f} dpi (< {MIN_DPI}): run `make book`")
     for i, kind, text in outputs(nb):
         if kind == "error": out.append(f"cell {i}: an error output")
         for rx, what in VOLATILE:
