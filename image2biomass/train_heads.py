@@ -565,16 +565,18 @@ def train_heads(cfg: TrainConfig = None, **kwargs) -> dict:
         ),
     )
     if cfg.pseudo_labels: metrics["pseudo_labelled_images"] = len_pseudo(cfg)
-    metrics.update(_ridges(cfg, bags, y, folds, store))
+    metrics.update(_ridges(cfg, bags, y, folds, store, ids))
     metrics["seconds"] = round(time.time() - t0, 2)
     _write_run(cfg, out, ids, folds, y, oof, curves, fits, metrics, store, bags)
     if cfg.progress: print(_summary(out, metrics))
     return metrics
 
 # %% ../nbs/05_training.ipynb #b016cb51
-def _ridges(cfg, bags, y, folds, store) -> dict:
+def _ridges(cfg, bags, y, folds, store, ids) -> dict:
     m = {}
-    if cfg.head == "density": return m                           # locations, not tiles: the ridge runs on tile stores
+    if cfg.head == "density" and (cfg.ridge or cfg.ridge_stack):   # `bags` holds locations: the ridge pools tiles
+        X, mask, _ = load_bags(store, list(ids), split="train", slices=cfg.slices)
+        bags = dataclasses.replace(bags, X=X, mask=mask)
     if cfg.ridge: m["ridge_oof_weighted_r2"] = round(weighted_r2(y, ridge_cv(bags.X, bags.mask, y, folds)), 5)
     if cfg.ridge_stack:
         stacked, blend = ridge_stack_cv(bags.X, bags.mask, y, folds, slice_groups(store, cfg.slices))
