@@ -58,6 +58,13 @@ def test_every_notebook_is_in_the_readme_map():
     assert not missing, f"README's notebook map lacks {missing}"
 
 
+def test_readme_is_not_generated_over():
+    "README.md is written by hand: nbdev-readme must find no notebook to render over it (it skips a missing one)."
+    from nbdev.config import get_config
+    cfg = get_config(ROOT)
+    assert not (cfg.nbs_path / cfg.readme_nb).exists(), f"nbdev-readme would replace README.md with {cfg.readme_nb}"
+
+
 if __name__ == "__main__":
     for p in NBS:
         for line in problems(p): print(f"{p.name}: {line}")
