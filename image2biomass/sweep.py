@@ -29,7 +29,7 @@ class SweepConfig(Config):
     folds: int = 5  # CV folds of each trial
     seed: int = 0  # sampler and CV seed
     epochs: int = 120  # maximum epochs per fold
-    heads: str = "mlp,mil,composition"  # head kinds to search (comma-separated: mlp, mil, composition, density)
+    heads: str = "mlp,mil,composition,density"  # head kinds to search (comma-separated: mlp, mil, composition, density)
     losses: str = "smoothl1,ziln"  # losses to search (comma-separated: smoothl1, ziln)
     progress: bool = True  # progress bar over trials, and the best trials printed at the end
     overwrite: bool = False  # start a new study: delete --out's study.db, summaries and trial runs first

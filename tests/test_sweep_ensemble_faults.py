@@ -55,7 +55,7 @@ def test_sweep_refuses_a_study_of_other_data(world, tmp_path):
     e = _error(run(*_sweep(world["st"], world["ds"], sw), "--trials", 3, "--folds", 3, check=2))
     assert "is a study with other settings (--folds 2 there, 3 now)" in e
     e = _error(run(*_sweep(world["st"], world["ds"], sw), "--trials", 3, "--heads", "mlp", check=2))
-    assert "--heads 'mlp,mil,composition' there, 'mlp' now" in e
+    assert "--heads 'mlp,mil,composition,density' there, 'mlp' now" in e
     pd.testing.assert_frame_equal(pd.read_csv(sw / "summary.csv"), before)      # nothing ran, nothing rewritten
     run(*_sweep(world["st"], world["ds"], sw), "--trials", 2, check=0)          # its own data and settings: reopened
 
