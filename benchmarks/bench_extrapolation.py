@@ -9,7 +9,7 @@ import argparse, os, tempfile, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from _common import record
-from image2biomass.data import TARGETS, make_synthetic_dataset, read_train, weighted_r2
+from image2biomass.data import TARGETS, make_synthetic_dataset, read_labels, read_train, weighted_r2
 from image2biomass.extract import extract
 from image2biomass.train_heads import train_heads
 from image2biomass.ensemble import build_ensemble
@@ -59,9 +59,7 @@ for head in ("mil", "composition", "density"):
     oof[head] = train_heads(store=st, data_dir=tr, out=runs[head], head=head, seed=0, progress=False)["oof_weighted_r2"]
 ens = build_ensemble(list(runs.values()), tmp / "ensemble.json")
 oof["ensemble"] = ens["nested_weighted_r2"]
-labels = pd.read_csv(te / "test_labels.csv")
-truth = labels.assign(image_id=labels.sample_id.str.split("__").str[0], target_name=labels.sample_id.str.split("__").str[1])
-truth = truth.pivot(index="image_id", columns="target_name", values="target")[TARGETS]
+truth = read_labels(te / "test_labels.csv").set_index("image_id")[TARGETS]
 out_rows = []
 for name in ["mil", "composition", "density", "ensemble"]:
     src = dict(ensemble=str(tmp / "ensemble.json")) if name == "ensemble" else dict(runs=(str(runs[name]),))
