@@ -20,15 +20,16 @@ venv:
 demo: venv
 	$(BIN)/image2biomass demo --out-dir runs/demo
 
+# pytest -n 2: two worker processes, one torch thread each (tests/conftest.py), slow tests started first
 test: venv
 	$(BIN)/nbdev-test --n-workers 2
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n 2 tests
 
 nbtest: venv
 	$(BIN)/nbdev-test --n-workers 2
 
 pytest: venv
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -n 2 tests
 
 book: venv
 	$(BIN)/nbdev-export

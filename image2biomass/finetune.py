@@ -37,14 +37,14 @@ from image2biomass.runs import (
     read_fold,
     RunError,
 )
-from .runtime import Dist, autocast, amp_dtype, set_threads, loader_workers
+from .runtime import Dist, autocast, amp_dtype, set_threads, loader_workers, usable_cores
 from .train_heads import plot_run, aux_targets, state_index, extra_metrics, AUX_NAMES
 
 # %% auto #0
-__all__ = ['LAYOUT_TILING', 'LORA_LAYERS', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples', 'CropDataset', 'FinetuneModel',
-           'unit_names', 'backbone_units', 'set_trainable', 'blocks_at', 'add_lora', 'merge_lora', 'build_model',
-           'trained_state', 'make_optimiser', 'memory_estimate', 'memory_plan', 'EpochSampler', 'train_fold',
-           'finetune']
+__all__ = ['LAYOUT_TILING', 'LORA_LAYERS', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples', 'ImageCache', 'cache_scale',
+           'build_image_cache', 'CropDataset', 'FinetuneModel', 'unit_names', 'backbone_units', 'set_trainable',
+           'blocks_at', 'add_lora', 'merge_lora', 'build_model', 'trained_state', 'make_optimiser', 'memory_estimate',
+           'memory_plan', 'EpochSampler', 'train_fold', 'finetune']
 
 # %% ../nbs/05b_finetune.ipynb #b0866c38
 @dataclass
@@ -106,6 +106,9 @@ class FinetuneConfig(Config):
     ema: float = 0.0  # EMA decay of the weights (e.g. 0.999; 0 = off); evaluation uses the EMA weights
     amp: Literal["auto", "bf16", "fp16", "none"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
     workers: int = -1  # DataLoader processes (-1: by device, see loader_workers)
+    # decode, clean and shrink each photo once per run into a memory-mapped file in the partial run folder (removed
+    # when the run ends); off: every epoch decodes every photo again
+    cache_images: bool = True
     device: str = "auto"  # auto | cpu | cuda
     resume: bool = False  # continue an interrupted run exactly where it stopped
     overwrite: bool = False  # replace an existing run folder (kept until the new run is complete)
@@ -233,31 +236,74 @@ class Samples:
             self.paths + o.paths, cat(self.y, o.y), cat(self.w, o.w), cat(self.aux, o.aux), cat(self.state, o.state)
         )
 
+# %% ../nbs/05b_finetune.ipynb #541e5f25
+class ImageCache:
+    """Every photo of a run decoded, cleaned and shrunk once, to the scale its layout's crops are resized to, in one
+    memory-mapped file that DataLoader workers (and torchrun ranks) read instead of re-decoding each epoch."""
+    def __init__(self, file, # the cache file (uint8, all photos back to back)
+                 index: dict, # str(path) -> (offset, h, w, H, W): where a photo lies, its cached and original size
+                ):
+        self.file, self.index, self._mm = Path(file), index, None
+    def __getstate__(self): return dict(self.__dict__, _mm=None)    # workers reopen the file, never copy it
+    def __contains__(self, path): return str(path) in self.index
+    def get(self, path) -> tuple: # (cached image (h, w, 3), original (H, W))
+        if self._mm is None: self._mm = np.memmap(self.file, np.uint8, "r")
+        o, h, w, H, W = self.index[str(path)]
+        return np.asarray(self._mm[o:o + h * w * 3]).reshape(h, w, 3), (H, W)
+    @property
+    def nbytes(self) -> int: return sum(h * w * 3 for _, h, w, _, _ in self.index.values())
+
+def cache_scale(shape, # (H, W) of the photo
+                cfg: FinetuneConfig, # layout, tile, stride
+                size, # the model's input side
+               ) -> tuple: # (sy, sx) <= 1: the smallest shrink after which every crop is still >= size
+    "How far a photo can be shrunk before cropping without any crop falling below the model's input size."
+    b = layout_boxes(*shape, LAYOUT_TILING[cfg.layout], cfg.tile, cfg.stride)
+    side = lambda v: max(int(v.min()), cfg.tile) if cfg.layout == "grid" else int(v.min())   # grid: padded to tile
+    return min(1.0, size / side(b[:, 3] - b[:, 1])), min(1.0, size / side(b[:, 2] - b[:, 0]))
+
+def build_image_cache(paths, # the photos (train and pseudo-labelled)
+                      cfg: FinetuneConfig, # layout, tile, stride, clean, max_pixels
+                      size, # the model's input side
+                      file, # where to write the cache
+                      threads=1, # decoding threads (PIL and OpenCV release the GIL)
+                     ) -> ImageCache:
+    "Decode, clean and shrink each photo once (see `cache_scale`); written to `file` (a temp name, then renamed)."
+    import cv2
+    from concurrent.futures import ThreadPoolExecutor
+    def one(p):
+        img = clean_image(load_image(p, max_pixels=cfg.max_pixels), cfg.clean)
+        (H, W), (sy, sx) = img.shape[:2], cache_scale(img.shape[:2], cfg, size)
+        h, w = max(1, math.ceil(H * sy - 1e-6)), max(1, math.ceil(W * sx - 1e-6))   # 200 * (56 / 200) is 56.000001
+        return (img if (h, w) == (H, W) else cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)), (H, W)
+    file, tmp, index, o = Path(file), Path(file).with_suffix(".tmp"), {}, 0
+    uniq = list(dict.fromkeys(str(p) for p in paths))
+    with open(tmp, "wb") as f, ThreadPoolExecutor(max(1, threads)) as ex:
+        for p, (img, (H, W)) in zip(uniq, ex.map(one, uniq)):
+            f.write(np.ascontiguousarray(img).tobytes()); index[p] = (o, *img.shape[:2], H, W); o += img.size
+    os.replace(tmp, file)
+    return ImageCache(file, index)
+
 # %% ../nbs/05b_finetune.ipynb #a5a6c426
 class CropDataset(torch.utils.data.Dataset):
     "Photo i -> dict(x uint8 crops (N, 3, S, S), y (5,), and w, aux, state, area when present)."
-    def __init__(self, s: Samples, cfg: FinetuneConfig, size, aug=None, fold=0, grid=0, train=False):
-        self.s, self.cfg, self.size, self.aug, self.fold, self.grid, self.train, self.epoch = (
-            s,
-            cfg,
-            size,
-            aug,
-            fold,
-            grid,
-            train,
-            0,
-        )
+    def __init__(self, s: Samples, cfg: FinetuneConfig, size, aug=None, fold=0, grid=0, train=False, cache=None):
+        self.s, self.cfg, self.size, self.aug, self.fold, self.grid, self.train, self.cache = (
+            s, cfg, size, aug, fold, grid, train, cache)
+        self.epoch = 0
     def __len__(self): return len(self.s)
     def __getitem__(self, i):
         "i: a photo index, or (epoch, index) from `EpochSampler` (persistent workers learn the epoch from it)."
         c, s = self.cfg, self.s
         epoch, i = i if isinstance(i, tuple) else (self.epoch, i)
-        img = clean_image(load_image(s.paths[i], max_pixels=c.max_pixels), c.clean)
+        img, shape = self._photo(s.paths[i])
         rng = np.random.default_rng(sample_seed(c.seed, self.fold, epoch, i, 99))
         if self.train and c.aug_stamps and rng.random() < c.aug_stamps: img = draw_stamp(img, rng)
         lay = LAYOUT_TILING[c.layout]
-        boxes = layout_boxes(*img.shape[:2], lay, c.tile, c.stride)
-        crops = crop_tiles(img, boxes, self.size, pad_to=c.tile if lay == "grid" else None)
+        boxes = layout_boxes(*shape, lay, c.tile, c.stride)                      # boxes of the photo as it is
+        sy, sx = img.shape[0] / shape[0], img.shape[1] / shape[1]               # < 1 when the cache shrank it
+        cb = boxes if (sy, sx) == (1, 1) else np.round(boxes * [sx, sy, sx, sy]).astype(np.int32)
+        crops = crop_tiles(img, cb, self.size, pad_to=round(c.tile * sy) if lay == "grid" else None)
         if self.aug is not None: crops = np.stack([self._aug(cr, i, k, epoch) for k, cr in enumerate(crops)])
         out = dict(
             x=torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2),
@@ -267,8 +313,12 @@ class CropDataset(torch.utils.data.Dataset):
         if s.aux is not None:
             out["aux"], out["state"] = torch.tensor(s.aux[i], dtype=torch.float32), torch.tensor(s.state[i])
         if self.grid:
-            out["area"] = torch.from_numpy(location_areas(boxes, img.shape[:2], lay, c.tile, self.grid).ravel()).float()
+            out["area"] = torch.from_numpy(location_areas(boxes, shape, lay, c.tile, self.grid).ravel()).float()
         return out
+    def _photo(self, path) -> tuple: # (image, its original (H, W))
+        if self.cache is not None and path in self.cache: return self.cache.get(path)
+        img = clean_image(load_image(path, max_pixels=self.cfg.max_pixels), self.cfg.clean)
+        return img, img.shape[:2]
     def _aug(self, crop, i, k, epoch):
         self.aug.set_random_seed(sample_seed(self.cfg.seed, self.fold, epoch, i, k))
         return self.aug(image=crop)["image"]
@@ -611,6 +661,19 @@ def _fold_parts(cfg, s: Samples, tr, va, extra) -> tuple:
     if extra is not None: tr_s = tr_s + extra
     return tr_s, va_s
 
+def _image_cache(cfg, paths, size, part, d) -> ImageCache|None:
+    "Rank 0 builds the run's image cache in the partial folder; every rank opens it, or stops with rank 0's error."
+    if not cfg.cache_images: return None
+    file, got = part / f"image_cache_{size}.u8", None
+    if d.main:
+        try: got = build_image_cache(paths, cfg, size, file, threads=usable_cores()).index
+        except Exception as e: got = e                          # no rank waits for a cache that will not come
+    got = d.gather(got)[0]
+    if isinstance(got, Exception): raise got
+    c = ImageCache(file, got)
+    if d.main and cfg.progress: print(f"image cache: {len(got)} photos decoded once, {c.nbytes / 2**20:.1f} MiB")
+    return c
+
 def _init_from(model, cfg, fold):
     "Start a fold from the same fold's model of an earlier run (pseudo-label rounds)."
     f = Path(cfg.init_from) / f"fold{fold}.safetensors"
@@ -656,6 +719,7 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
                part: Path, # the run's .partial folder
                d: Dist, # this process's rank, device and collectives
                extra: Samples = None, # pseudo-labelled samples added to training
+               caches: dict = None, # the run's image caches by input size (filled here; None: this fold's own)
               ) -> dict:
     "Train (or resume) one fold; returns its OOF predictions and stats. Rank 0 writes fold{k}.safetensors and its state."
     from image2biomass.files import progress
@@ -681,8 +745,10 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
         if d.main and cfg.progress:
             print(f"fold {fold}: resuming after epoch {st['epoch']} (best weighted R2 {st['best']:.4f})")
     size, ddp, writer = model.info["input_size"], {}, StateWriter(background=d.device.type == "cuda")
-    train_ds = CropDataset(tr_s, cfg, size, make_aug(cfg.aug), fold, model.grid, train=True)
-    val_ds = CropDataset(va_s[d.rank::d.world], cfg, size, None, fold, model.grid)
+    caches = {} if caches is None else caches
+    if size not in caches: caches[size] = _image_cache(cfg, s.paths + (extra.paths if extra else []), size, part, d)
+    train_ds = CropDataset(tr_s, cfg, size, make_aug(cfg.aug), fold, model.grid, train=True, cache=caches[size])
+    val_ds = CropDataset(va_s[d.rank::d.world], cfg, size, None, fold, model.grid, cache=caches[size])
     train_dl = _train_loader(train_ds, cfg, d, fold)
     with progress(None, cfg.progress and d.main, total=cfg.epochs, initial=st["epoch"] + 1, desc=f"fold {fold}",
                   unit="ep") as bar:
@@ -783,8 +849,13 @@ def finetune(cfg: FinetuneConfig = None, **kwargs) -> dict:
         d.barrier()
         t0 = time.time()
         s, df, folds, extra = _samples(cfg)
-        res = {k: train_fold(cfg, s, np.flatnonzero(folds != k), np.flatnonzero(folds == k), k, part, d, extra)
+        caches = {}
+        res = {k: train_fold(cfg, s, np.flatnonzero(folds != k), np.flatnonzero(folds == k), k, part, d, extra, caches)
                for k in (cfg.fold_list() or range(cfg.folds))}
+        d.barrier()
+        if d.main:
+            for c in caches.values():
+                if c is not None: c.file.unlink(missing_ok=True)     # not part of the run folder
         metrics = _finish(cfg, out, part, df, s, folds, res, d.world, time.time() - t0, extra) if d.main else None
         d.barrier()
         return metrics

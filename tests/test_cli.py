@@ -41,6 +41,7 @@ def test_synth_real_schema(tmp_path):
         assert list(pd.read_csv(d / f).columns) == list(pd.read_csv(REAL / f).columns), f
 
 
+@pytest.mark.slow
 def test_demo_runs(tmp_path):
     args = ["demo", "--out-dir", tmp_path / "demo", "--n-train", 30, "--n-test", 4, "--size", 96, 192, "--folds", 3,
             "--vit", "test_vit", "--vit-size", 32, "--no-progress"]

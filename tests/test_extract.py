@@ -31,6 +31,7 @@ def same(a: FeatureStore, b: FeatureStore):
     assert np.array_equal(fa["features"], fb["features"])
 
 
+@pytest.mark.slow
 def test_kill9_then_resume_is_identical(ds, reference, tmp_path):
     out = tmp_path / "s.h5"
     exe = shutil.which("image2biomass", path=str(BIN))
@@ -76,6 +77,7 @@ def test_bad_image_stops_then_skip(ds, tmp_path):
     assert s.bag(ids[11]).shape == (8, 1, 44)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(ds, reference, tmp_path):
     out = tmp_path / "tr.h5"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -28,6 +28,24 @@ def test_train_each_layout(ds, tmp_path, layout):
     assert sorted(p.name for p in out.glob("fold*")) == ["fold0.safetensors", "fold1.safetensors"]
 
 
+def test_image_cache_decodes_each_photo_once_per_run(ds, tmp_path, monkeypatch):
+    """With the cache (default) a 2-fold, 3-epoch run decodes each of the 24 photos once; with --no-cache-images every
+    fold decodes its photos every epoch. The cache file never reaches the run folder."""
+    import image2biomass.finetune as ft
+    calls = []
+    real = ft.load_image
+    monkeypatch.setattr(ft, "load_image", lambda p, **kw: calls.append(str(p)) or real(p, **kw))
+    args = ["train", "--data-dir", ds, "--layout", "halves", "--epochs", 3, "--folds", 2, "--patience", 9, *TINY]
+    run(*args, "--out", tmp_path / "c", check=0)
+    assert len(calls) == 24 and len(set(calls)) == 24, len(calls)
+    assert not list((tmp_path / "c").glob("image_cache*"))
+    calls.clear()
+    run(*args, "--out", tmp_path / "n", "--no-cache-images", check=0)
+    assert len(calls) == 2 * 24 * 3, len(calls)                  # 2 folds x (12 train + 12 validation) x 3 epochs
+    a, b = (pd.read_csv(tmp_path / r / "oof.csv") for r in ("c", "n"))
+    np.testing.assert_allclose(a.filter(like="pred_"), b.filter(like="pred_"), rtol=1e-4)   # halves: the same crops
+
+
 def _backbone(f):
     return {k[len("model.fx.model."):]: v for k, v in load_file(f).items() if k.startswith("model.fx.model.")}
 
@@ -84,10 +102,12 @@ def _resume_equal(ds, tmp_path, extra, fault):
         assert all(torch.equal(x[n], y[n]) for n in x)
 
 
+@pytest.mark.slow
 def test_kill_then_resume_matches_uninterrupted(ds, tmp_path):
     _resume_equal(ds, tmp_path, [], fault=4)                     # config, then fold 0: model + state per epoch
 
 
+@pytest.mark.slow
 def test_swa_with_ema_resumes_exactly_and_averages_the_last_epochs(ds, tmp_path):
     _resume_equal(ds, tmp_path, ["--swa", "2", "--ema", "0.5", "--save-epochs"], fault=5)
     e1, e2, f = (load_file(tmp_path / "killed" / n) for n in ["fold1.epoch1.safetensors", "fold1.epoch2.safetensors", "fold1.safetensors"])
@@ -95,6 +115,7 @@ def test_swa_with_ema_resumes_exactly_and_averages_the_last_epochs(ds, tmp_path)
         if f[k].is_floating_point(): torch.testing.assert_close(f[k], (e1[k] + e2[k]) / 2, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_lora_state_holds_no_frozen_weights_and_resumes_exactly(ds, tmp_path):
     _resume_equal(ds, tmp_path, ["--lora-rank", "4", "--lr-backbone", "1e-2"], fault=4)
     from image2biomass.files import load_state
@@ -117,6 +138,7 @@ def test_planted_pickle_is_refused(ds, tmp_path):
     assert "is a pickle" in r.stderr and not marker.exists()
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(ds, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

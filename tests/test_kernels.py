@@ -8,24 +8,31 @@ from conftest import ROOT, BIN, REAL
 KERNELS = KERNELS_DIR = ROOT / "nbs" / "kernels"
 
 
-def run_nb(name, out_dir, **params):
+def run_nb(name, out_dir, cwd=None, **params):
+    "Execute kernel `name` with papermill in `cwd` (default: `out_dir`, where the executed copy goes)."
     import papermill as pm
     return pm.execute_notebook(str(KERNELS / f"{name}.ipynb"), str(out_dir / f"{name}-{params.get('backbone', 'x')}.ipynb"),
-                               parameters=params, kernel_name="python3", cwd=str(out_dir), progress_bar=False)
+                               parameters=params, kernel_name="python3", cwd=str(cwd or out_dir), progress_bar=False)
 
 
+@pytest.mark.slow
 def test_papermill_train_three_backbones_then_infer(tmp_path):
-    work = str(tmp_path / "work")
-    run_nb("train", tmp_path, work_dir=work, backbone="vegetation", head="composition", folds=2, epochs=3, tile=64, stride=64)
-    run_nb("train", tmp_path, work_dir=work, backbone="test_vit", random_init=True, input_size=32, feature="cls+mean", views="none",
-           head="mil", folds=2, epochs=3, tile=64, stride=64)
-    run_nb("train", tmp_path, work_dir=work, backbone="resnet10t", random_init=True, input_size=64, views="none",
+    """Three backbones trained by the train kernel, then the infer kernel; every kernel runs in an empty working folder
+    that stays empty (all output under work_dir), and the infer kernel prints its score and where it wrote."""
+    work, cwd = tmp_path / "work", tmp_path / "cwd"
+    cwd.mkdir()
+    run_nb("train", tmp_path, cwd, work_dir=str(work), backbone="vegetation", head="composition", folds=2, epochs=3, tile=64,
+           stride=64)
+    run_nb("train", tmp_path, cwd, work_dir=str(work), backbone="test_vit", random_init=True, input_size=32, feature="cls+mean",
+           views="none", head="mil", folds=2, epochs=3, tile=64, stride=64)
+    run_nb("train", tmp_path, cwd, work_dir=str(work), backbone="resnet10t", random_init=True, input_size=64, views="none",
            head="mil", folds=2, epochs=3, tile=64, stride=64)      # a plain timm CNN, its default feature (auto: mean)
     runs = sorted(p.parent.name for p in Path(work, "runs").glob("*/metrics.json"))
     assert runs == ["resnet10t_mil_smoothl1", "test_vit_mil_smoothl1", "vegetation_composition_smoothl1"]
     for r in runs: assert json.loads(Path(work, "runs", r, "metrics.json").read_text())["n_images"] == 24
-    out = tmp_path / "submission.csv"
-    nb = run_nb("infer", tmp_path, work_dir=work, submission=str(out))
+    nb = run_nb("infer", tmp_path, cwd, work_dir=str(work))
+    assert list(cwd.iterdir()) == []
+    out = work / "submission.csv"
     sub = pd.read_csv(out)
     assert sub.sample_id.tolist() == pd.read_csv(Path(work, "data", "sample_submission.csv")).sample_id.tolist()
     assert (sub.target >= 0).all()
@@ -33,6 +40,10 @@ def test_papermill_train_three_backbones_then_infer(tmp_path):
     det = pd.read_csv(Path(work, "detail.csv"))                      # intervals and flags, shown as a table too
     assert len(det) == len(sub) and (det.lower <= det.prediction + 1e-9).all() and (det.prediction <= det.upper + 1e-9).all()
     assert any("ood_reason" in str(o.get("data", {}).get("text/html", "")) for c in nb.cells for o in c.get("outputs", []))
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "held-out weighted R2 on 4 labelled test images" in text and f"submission: {out}" in text
+    streams = [o for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert len(streams) <= 1, [o["text"][:200] for o in streams]      # no progress-bar spam with progress off
 
 
 def test_kernel_parameters_are_generated_from_the_configs():
@@ -48,23 +59,6 @@ def test_kernel_parameters_are_generated_from_the_configs():
         assert all(p["help"] and p["inferred_type_name"] != "None" for p in params.values()), k
 
 
-def test_kernel_writes_only_inside_work_dir(tmp_path):
-    work, cwd = tmp_path / "w", tmp_path / "cwd"
-    cwd.mkdir()
-    import papermill as pm
-    pm.execute_notebook(str(KERNELS / "extract.ipynb"), str(tmp_path / "x.ipynb"), kernel_name="python3", cwd=str(cwd),
-                        parameters=dict(work_dir=str(work), splits="test", tile=128, stride=128), progress_bar=False)
-    pm.execute_notebook(str(KERNELS / "train.ipynb"), str(tmp_path / "t.ipynb"), kernel_name="python3", cwd=str(cwd),
-                        parameters=dict(work_dir=str(work), tile=128, stride=128, folds=2, epochs=2), progress_bar=False)
-    nb = pm.execute_notebook(str(KERNELS / "infer.ipynb"), str(tmp_path / "i.ipynb"), kernel_name="python3", cwd=str(cwd),
-                             parameters=dict(work_dir=str(work)), progress_bar=False)
-    assert list(cwd.iterdir()) == [] and (work / "submission.csv").exists()
-    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "held-out weighted R2 on 4 labelled test images" in text and f"submission: {work / 'submission.csv'}" in text
-    streams = [o for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
-    assert len(streams) <= 1, [o["text"][:200] for o in streams]      # no progress-bar spam with progress off
-
-
 def test_papermill_extract_writes_dataset_metadata(tmp_path):
     work = tmp_path / "w"
     run_nb("extract", tmp_path, work_dir=str(work), dataset_id="me/i2b-veg", splits="train")
@@ -72,6 +66,7 @@ def test_papermill_extract_writes_dataset_metadata(tmp_path):
     assert meta["id"] == "me/i2b-veg" and len(list((work / "features").glob("train_vegetation_*.h5"))) == 1
 
 
+@pytest.mark.slow
 def test_finetune_kernel_and_parameters_checked_before_work(tmp_path):
     """The fine-tuning kernel runs on tiny data and prints what it used; a rerun replaces nothing unless overwrite=True;
     a bad parameter is refused before any extraction, named as the parameter (not the CLI flag)."""
@@ -89,6 +84,7 @@ def test_finetune_kernel_and_parameters_checked_before_work(tmp_path):
     assert not (tmp_path / "w2" / "features").exists()                   # refused before extraction
 
 
+@pytest.mark.slow
 def test_kaggle_bundle_installs_offline(tmp_path):
     from conftest import cli
     out = tmp_path / "bundle"

@@ -18,6 +18,7 @@ def trained(tmp_path_factory):
     return ds, d
 
 
+@pytest.mark.slow
 def test_real_test_schema(trained, tmp_path):
     if not REAL.exists(): pytest.skip("real CSVs not present")
     from image2biomass.data import render_pasture
