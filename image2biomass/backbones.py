@@ -191,14 +191,16 @@ def _unwrap(obj, path) -> dict:
 
 # %% ../nbs/02a_backbones.ipynb #51ee1111
 def weight_files(path) -> list:
-    "The weight files of a checkpoint: the file itself, or a transformers folder's weights (all shards; safetensors first)."
+    """The weight files of a checkpoint: the file itself, or a transformers folder's weights (all shards; safetensors
+    first)."""
     path = Path(path)
     if not path.is_dir(): return [path]
     name = next((n for n in HF_WEIGHTS if (path / n).is_file()), None)
     if name is None: raise CheckpointError(f"{path}: none of {', '.join(HF_WEIGHTS)} in this folder")
     if not name.endswith(".index.json"): return [path / name]
     try: files = [path / s for s in sorted(set(json.loads((path / name).read_text())["weight_map"].values()))]
-    except (ValueError, KeyError, TypeError, AttributeError) as e: raise CheckpointError(f"{path / name}: not a shard index ({e})")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path / name}: not a shard index ({e})")
     if missing := [f.name for f in files if not f.is_file()]:
         raise CheckpointError(f"{path / name} lists shard(s) missing from {path}: {missing[:3]}")
     return files
@@ -209,7 +211,8 @@ def read_checkpoint(path, # a weights file or a transformers folder
     path, config, sd = Path(path), None, {}
     if (path / "config.json").is_file():
         try: config = json.loads((path / "config.json").read_text())
-        except (ValueError, UnicodeDecodeError) as e: raise CheckpointError(f"{path / 'config.json'}: not valid JSON ({e})")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{path / 'config.json'}: not valid JSON ({e})")
     files = weight_files(path)
     for f in files: sd.update(_unwrap(_load_file(f), f))
     return sd, config, files
@@ -459,7 +462,8 @@ class Checkpoint:
 # %% ../nbs/02a_backbones.ipynb #aff06563
 def _unknown(src, raw) -> str:
     keys = list(raw)[:6]
-    return f"{src}: unknown checkpoint format (first keys: {', '.join(keys)}{' ...' if len(raw) > 6 else ''}). Accepted: {FORMATS_HELP}"
+    more = " ..." if len(raw) > 6 else ""
+    return f"{src}: unknown checkpoint format (first keys: {', '.join(keys)}{more}). Accepted: {FORMATS_HELP}"
 
 def _hub_arch(config, sd) -> tuple|None:
     "A timm hub snapshot names its architecture in config.json."

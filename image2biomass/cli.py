@@ -10,8 +10,8 @@ from pathlib import Path
 from .config import field_choices
 
 # %% auto #0
-__all__ = ['COMMANDS', 'DESCRIPTION', 'add_args', 'validate', 'folds', 'merge_stores', 'ensemble', 'train_ensemble',
-           'make_parser', 'parser_spec', 'spec_file', 'fast_parser', 'write_cli_spec', 'main']
+__all__ = ['COMMANDS', 'DESCRIPTION', 'add_args', 'validate', 'folds', 'merge_stores_command', 'ensemble',
+           'train_ensemble_command', 'make_parser', 'parser_spec', 'spec_file', 'fast_parser', 'write_cli_spec', 'main']
 
 # %% ../nbs/08_cli.ipynb #53f12cb3
 def _arg(parser, name, p, doc, choices):
@@ -96,13 +96,13 @@ def folds(data_dir, # folder holding train.csv
     return train
 
 # %% ../nbs/08_cli.ipynb #1e232b0f
-def merge_stores(shards: list, # shard stores written by `extract --shard i/N`
+def merge_stores_command(shards: list, # shard stores written by `extract --shard i/N`
                  out="features.h5", # merged store
                  overwrite=False, # replace an existing `out`
                 ):
     "Merge the shards of a sharded extraction into one store, in the original image order."
-    from image2biomass.store import merge_stores as _merge
-    print(f"wrote {_merge(shards, out, overwrite)}")
+    from image2biomass.store import merge_stores
+    print(f"wrote {merge_stores(shards, out, overwrite)}")
 
 def ensemble(runs: list, # run folders (train-heads or train) cross-validated on the same data and folds
              out="ensemble.json", # the ensemble spec to write
@@ -113,17 +113,18 @@ def ensemble(runs: list, # run folders (train-heads or train) cross-validated on
     from image2biomass.ensemble import build_ensemble
     s = build_ensemble(runs, out, method, overwrite)
     print(
-        f"wrote {out}: nested weighted R2 {s['nested_weighted_r2']:.4f}, in-sample {s['in_sample_weighted_r2']:.4f}; runs {s['run_scores']}"
+        f"wrote {out}: nested weighted R2 {s['nested_weighted_r2']:.4f}, in-sample {s['in_sample_weighted_r2']:.4f}; "
+        f"runs {s['run_scores']}"
     )
 
-def train_ensemble(backbones: list, # backbone names, e.g. dinov2_base convnext_large
+def train_ensemble_command(backbones: list, # backbone names, e.g. dinov2_base convnext_large
                    method="weights", # blend: weights | ridge
                    weights_dir=None, # folder with <timm_name>/ weight sub-folders (sets $IMAGE2BIOMASS_WEIGHTS)
                    **kw):
     "Fine-tune several backbones with the same settings and folds (out/<backbone>), then blend them."
-    from image2biomass.ensemble import train_ensemble as _te
+    from image2biomass.ensemble import train_ensemble
     from image2biomass.finetune import FinetuneConfig
-    return _te(backbones, FinetuneConfig(**{**kw, "backbone": backbones[0]}), method, weights_dir)
+    return train_ensemble(backbones, FinetuneConfig(**{**kw, "backbone": backbones[0]}), method, weights_dir)
 
 # %% ../nbs/08_cli.ipynb #282d88ec
 def _stage(module, fn, cfg):
@@ -141,13 +142,13 @@ COMMANDS = {  # name: (module, function, config class or '', help); the parser's
     "validate": ("cli", "validate", "", "validate a dataset folder and print its summary"),
     "folds": ("cli", "folds", "", "write grouped, stratified CV folds"),
     "extract": ("extract", "extract", "ExtractConfig", "extract tile features into an HDF5 feature store"),
-    "merge-stores": ("cli", "merge_stores", "", "merge shard stores into one"),
+    "merge-stores": ("cli", "merge_stores_command", "", "merge shard stores into one"),
     "train-heads": ("train_heads", "train_heads", "TrainConfig", "cross-validate a head on cached features"),
     "sweep": ("sweep", "sweep", "SweepConfig", "hyper-parameter search over heads (Optuna)"),
     "state": ("state", "train_state", "StateConfig", "cross-validate a photo -> State classifier"),
     "train": ("finetune", "finetune", "FinetuneConfig", "fine-tune a backbone end to end"),
     "ensemble": ("cli", "ensemble", "", "blend runs with per-target weights fitted on their OOF predictions"),
-    "train-ensemble": ("cli", "train_ensemble", "", "fine-tune several backbones on the same folds and blend them"),
+    "train-ensemble": ("cli", "train_ensemble_command", "", "fine-tune several backbones on the same folds and blend them"),
     "pseudo-label": ("pseudo", "pseudo_label", "PseudoConfig",
                      "retrain a run with pseudo-labelled test images, in rounds"),
     "predict": ("inference", "predict", "PredictConfig",
@@ -231,7 +232,8 @@ def spec_file() -> Path:
     return Path(image2biomass.__file__).with_name("cli_spec.json")
 
 def fast_parser() -> argparse.ArgumentParser:
-    "The parser rebuilt from `cli_spec.json` without importing any stage; the full `make_parser` if the file is missing."
+    """The parser rebuilt from `cli_spec.json` without importing any stage; the full `make_parser` if the file is
+    missing."""
     try: spec = json.loads(spec_file().read_text())
     except (OSError, ValueError): return make_parser()
     p, sub = _root_parser()

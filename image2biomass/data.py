@@ -27,7 +27,8 @@ META = {"Sampling_Date": "date", "State": "State", "Species": "Species",
         "Pre_GSHH_NDVI": "NDVI", "Height_Ave_cm": "height"}  # long-format column -> per-image column
 
 class DataError(ValueError):
-    "A CSV (or the files it points to) does not match the competition's format; the message says where and how to fix it."
+    """A CSV (or the files it points to) does not match the competition's format; the message says where and how to fix
+    it."""
 
 class ImageError(ValueError):
     "An image file cannot be decoded; the message names the file."
@@ -68,7 +69,8 @@ def _check_ids(df, problems):
     mismatch = df.sample_id != image_id + "__" + df.target_name
     if mismatch.any():
         problems.append(
-            f"sample_id is not <image_id>__<target_name> (image_id = image_path's file stem) in {_lines(df, df.index[mismatch])}"
+            "sample_id is not <image_id>__<target_name> (image_id = image_path's file stem) in "
+            f"{_lines(df, df.index[mismatch])}"
         )
     return image_id
 
@@ -306,7 +308,8 @@ def open_image(path, # image file
     if w * h > max_pixels:
         im.close()
         raise ImageError(f"{path}: {w}x{h} = {w * h / 1e6:.0f} Mpx, more than the {max_pixels / 1e6:.0f} Mpx allowed "
-                         "(a decompression bomb, or a photo far larger than a quadrat's); raise --max-pixels if it is genuine")
+                         "(a decompression bomb, or a photo far larger than a quadrat's); raise --max-pixels if it is "
+                         "genuine")
     return im
 
 # %% ../nbs/00_data.ipynb #c99d078e
@@ -426,7 +429,8 @@ def _synth_one(job) -> tuple:
     green_share = (t["GDM_g"] + 1) / (t["Dry_Total_g"] + 2)
     ndvi = float(np.clip(0.25 + 0.55 * green_share + r.normal(0, 0.05), 0.1, 0.95))
     height = float(max(1.0, 1 + t["Dry_Total_g"] / 6 + r.normal(0, 2)))
-    if part == "test": return [[f"{iid}__{n}", f"test/{iid}.jpg", n] for n in TARGETS], [[f"{iid}__{n}", _fmt(t[n])] for n in TARGETS]
+    if part == "test":
+        return [[f"{iid}__{n}", f"test/{iid}.jpg", n] for n in TARGETS], [[f"{iid}__{n}", _fmt(t[n])] for n in TARGETS]
     sp = str(r.choice(SPECIES["clover" if t["Dry_Clover_g"] > 0 else "grass"]))
     meta = [f"train/{iid}.jpg", str(r.choice(dates[st])), st, sp, f"{ndvi:.2f}", f"{height:.4f}"]
     return [[f"{iid}__{n}", *meta, n, _fmt(t[n])] for n in TARGETS], []
@@ -516,7 +520,8 @@ def describe_dataset(df) -> str:
     "A short printable description: images, states, dates, species, target statistics, mass-balance breaks."
     mb = mass_balance(df)
     lines = [
-        f"{len(df)} images, {df.date.nunique()} sampling dates ({df.date.min():%Y-%m-%d} .. {df.date.max():%Y-%m-%d}), {df.Species.nunique()} species",
+        f"{len(df)} images, {df.date.nunique()} sampling dates ({df.date.min():%Y-%m-%d} .. {df.date.max():%Y-%m-%d}), "
+        f"{df.Species.nunique()} species",
         "images per state: " + ", ".join(f"{k} {v}" for k, v in df.State.value_counts().items()),
         summarize(df).to_string(),
         f"mass balance: {len(mb)} image(s) off by more than 0.05 g"
@@ -545,7 +550,8 @@ def plot_overview(df, # per-image frame from `read_train`
         for ax, (_, r) in zip(np.atleast_1d(iaxs), sample.iterrows()):
             ax.imshow(load_image(Path(data_dir) / r.image_path, draft=(500, 250))); ax.axis("off")
             ax.set_title(
-                f"{r.image_id} {r.State}\nGreen {r.Dry_Green_g:.1f} Dead {r.Dry_Dead_g:.1f} Clover {r.Dry_Clover_g:.1f} g",
+                f"{r.image_id} {r.State}\nGreen {r.Dry_Green_g:.1f} Dead {r.Dry_Dead_g:.1f} Clover "
+                f"{r.Dry_Clover_g:.1f} g",
                 fontsize=8,
             )
     return fig

@@ -162,7 +162,8 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
              vit_size=56, # its input size (4 x 4 patches: random-init weights, so size buys nothing but time)
              progress=True, # progress bars
             ) -> dict: # the metrics written to out_dir/metrics.json
-    "Synthesise, validate, extract, cross-validate heads, ensemble, predict, map and score: the whole pipeline in minutes."
+    """Synthesise, validate, extract, cross-validate heads, ensemble, predict, map and score: the whole pipeline in
+    minutes."""
     import time
     from image2biomass.runtime import usable_cores
     from image2biomass.ensemble import build_ensemble, load_oofs, blend, spec_blend
@@ -177,7 +178,8 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
     train, test = read_train(data / "train.csv", data_dir=data), read_test(data / "test.csv", data_dir=data)
     say(describe_dataset(train))
     say(
-        f"\n== features: vegetation statistics, and {vit} with RANDOM-INIT weights (no meaning; exercises the timm path) =="
+        f"\n== features: vegetation statistics, and {vit} with RANDOM-INIT weights (no meaning; exercises the timm "
+        "path) =="
     )
     veg, vst = demo_features(out, data, size, vit, vit_size, progress)
     say("\n== heads: cross-validation ==")
@@ -185,7 +187,8 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
     runs = [out / "runs" / n for n in scores]
     spec = build_ensemble(runs, out / "ensemble.json", overwrite=True)
     say(
-        f"ensemble: nested OOF weighted R2 {spec['nested_weighted_r2']:.4f} (in-sample {spec['in_sample_weighted_r2']:.4f})"
+        f"ensemble: nested OOF weighted R2 {spec['nested_weighted_r2']:.4f} (in-sample "
+        f"{spec['in_sample_weighted_r2']:.4f})"
     )
     say("\n== predict the test split ==")
     pred, mil, dmap, iv = demo_predict(out, data, test, progress)
@@ -203,12 +206,14 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
         mil["attn"][0][: len(boxes)],
         dmap,
         interval=iv,
-        title=f"image2biomass demo: {len(train)} synthetic training images, held-out weighted R² {weighted_r2(labels, pred):.3f}",
+        title=f"image2biomass demo: {len(train)} synthetic training images, "
+        f"held-out weighted R² {weighted_r2(labels, pred):.3f}",
     )
     m = _demo_metrics(out, train, test, size, seed, scores, vit, spec, labels, pred, time.time() - t0, iv)
     print(                                       # the result: printed with or without progress
         f"\nheld-out weighted R2 on {len(test)} synthetic test images: {m['heldout_weighted_r2']:.4f} (mean-prediction "
-        f"baseline {m['mean_baseline_heldout_weighted_r2']:.4f}); wrote {out}/submission.csv, metrics.json, report.png, maps/"
+        f"baseline {m['mean_baseline_heldout_weighted_r2']:.4f}); wrote {out}/submission.csv, metrics.json, "
+        "report.png, maps/"
         + (f" in {m['seconds']:.0f} s" if progress else "")
     )
     return m

@@ -32,11 +32,13 @@ def load_oofs(runs) -> tuple: # (image_ids, folds, y (n, 5), P (runs, n, 5))
     for r, f in zip(runs[1:], frames[1:]):
         if set(f.index) != set(ids):
             raise EnsembleError(
-                f"{r} was cross-validated on other images than {runs[0]} ({len(set(ids) ^ set(f.index))} differ); blend runs of the same data"
+                f"{r} was cross-validated on other images than {runs[0]} ({len(set(ids) ^ set(f.index))} differ); "
+                "blend runs of the same data"
             )
         if not (f.loc[ids, "fold"].to_numpy() == frames[0]["fold"].to_numpy()).all():
             raise EnsembleError(
-                f"{r} used other folds than {runs[0]}: run both with the same --folds and --seed, or the blend weights would be fit on leaked predictions"
+                f"{r} used other folds than {runs[0]}: run both with the same --folds and --seed, or the blend weights "
+                "would be fit on leaked predictions"
             )
     y = frames[0][TARGETS].to_numpy(float)
     P = np.stack([f.loc[ids, [f"pred_{t}" for t in TARGETS]].to_numpy(float) for f in frames])
@@ -147,12 +149,14 @@ def load_ensemble(path) -> dict:
     for r in runs:
         if Path(r).is_absolute():
             raise EnsembleError(
-                f"{path}: run {r} is an absolute path; specs keep runs relative to themselves. Rebuild it with image2biomass ensemble"
+                f"{path}: run {r} is an absolute path; specs keep runs relative to themselves. Rebuild it with "
+                "image2biomass ensemble"
             )
         q = (path.parent / r).resolve()
         if not _inside(q, roots):
             raise EnsembleError(
-                f"{path}: run {r} lies outside the spec's project (the folder above the spec's folder) and the working folder"
+                f"{path}: run {r} lies outside the spec's project (the folder above the spec's folder) and the working "
+                "folder"
             )
         if not (q / "oof.csv").is_file():
             raise EnsembleError(f"{path}: run {r} ({q}) is not a finished run (no oof.csv)")
@@ -204,7 +208,8 @@ def train_ensemble(backbones: list, # backbone names, e.g. dinov2_base convnext_
                    weights_dir=None, # folder with <timm_name>/ weight sub-folders (sets $IMAGE2BIOMASS_WEIGHTS)
                    **kwargs, # FinetuneConfig fields overriding `cfg`
                   ) -> dict:
-    "Fine-tune every backbone with the same settings and folds (out/<backbone>), then fit the ensemble; returns the spec."
+    """Fine-tune every backbone with the same settings and folds (out/<backbone>), then fit the ensemble; returns the
+    spec."""
     from image2biomass.finetune import finetune, FinetuneConfig
     cfg = dataclasses.replace(cfg or FinetuneConfig(out="runs/ens"), **kwargs)
     out = Path(cfg.out)

@@ -19,8 +19,8 @@ from .tiling import layout_boxes, crop_tiles, d4_tensor, view_indices, LAYOUTS
 from .clean import clean_image, CLEAN
 from .backbones import (load_backbone, feature_names, describe_backbone, parse_feature, VEGETATION,
                                      sha256_file, check_input)
-from .store import (open_store_for_writing, merge_stores, compress_store, FeatureStore, StoreError,
-                                 partial_path)
+from .store import (open_store_for_writing, merge_stores, compress_store, FeatureStore, StoreError)
+from .files import partial_path
 
 # %% auto #0
 __all__ = ['LAST_RUN', 'ExtractConfig', 'image_size', 'list_images', 'TileDataset', 'TileBatcher', 'shard_path', 'images_digest',
@@ -136,7 +136,8 @@ class TileDataset(torch.utils.data.Dataset):
             return i, None, str(e)
 
 def _worker_init(_):
-    "Loader workers decode and resize single-threaded, leaving the cores to the model (OpenCV is single-threaded already, see tiling)."
+    """Loader workers decode and resize single-threaded, leaving the cores to the model (OpenCV is single-threaded
+    already, see tiling)."""
     torch.set_num_threads(1)
 
 # %% ../nbs/02c_extract.ipynb #c8bf7e04
@@ -290,7 +291,8 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
         nonlocal tiles_done
         for i, f in tb.ready(final):
             if f is None and i in failures: w.skip(i, failures.pop(i))
-            else: w.write(i, (f if f is not None else np.zeros((0, len(views), dim))).astype(cfg.dtype)); tiles_done += len(boxes[i])
+            else:
+                w.write(i, (f if f is not None else np.zeros((0, len(views), dim))).astype(cfg.dtype)); tiles_done += len(boxes[i])
             bar.update(1)
         bar.set_postfix(tiles_per_s=f"{tiles_done / max(time.time() - t0, 1e-9):.1f}")
     failures = {}
@@ -312,12 +314,14 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
         if w.f.id.valid: w.close()
     dt = time.time() - t0
     LAST_RUN.update(images=len(ids) - start, tiles=total_tiles, seconds=dt, tiles_per_s=total_tiles / max(dt, 1e-9), device=str(device))
-    if cfg.progress: print(f"wrote {out}: {len(ids) - start} images, {total_tiles} tiles in {dt:.1f} s ({total_tiles / max(dt, 1e-9):.1f} tiles/s)")
+    if cfg.progress:
+        print(f"wrote {out}: {len(ids) - start} images, {total_tiles} tiles in {dt:.1f} s ({total_tiles / max(dt, 1e-9):.1f} tiles/s)")
     return Path(out)
 
 # %% ../nbs/02c_extract.ipynb #f2437a12
 def extract(cfg: ExtractConfig = None, **kwargs) -> Path:
-    "Extract tile features of a dataset split into a feature store; resumes, refuses mismatched stores, shards under torchrun."
+    """Extract tile features of a dataset split into a feature store; resumes, refuses mismatched stores, shards under
+    torchrun."""
     cfg = dataclasses.replace(cfg or ExtractConfig(), **kwargs)
     d = Path(cfg.data_dir)   # an existing store is the store's own business (resume, refuse, --overwrite) below
     out = check_output(cfg.out, [d / f"{cfg.split}.csv", d / "sample_submission.csv", d / cfg.split], overwrite=True)
@@ -338,7 +342,8 @@ def extract(cfg: ExtractConfig = None, **kwargs) -> Path:
         shard, quiet = shard_path(out, d.rank, d.world), dataclasses.replace(cfg, progress=cfg.progress and d.main)
         done = _extract_one(quiet, shard, d.rank, d.world, d.device, merged=out) is None
         if all(d.gather(done)):
-            if d.main and cfg.progress: print(f"{out} is already complete (merged from {d.world} shards); nothing to do")
+            if d.main and cfg.progress:
+                print(f"{out} is already complete (merged from {d.world} shards); nothing to do")
             return out
         if done: _extract_one(quiet, shard, d.rank, d.world, d.device)   # ranks disagree: every shard is made
         d.barrier()

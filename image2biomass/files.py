@@ -10,8 +10,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['fsync_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'tensors_sha256', 'save_tensors', 'save_figure',
-           'OutputError', 'os_error_message', 'check_space', 'check_writable', 'check_output', 'StateError',
-           'save_state', 'load_tensors', 'load_state', 'StateWriter', 'LogLine', 'progress']
+           'OutputError', 'os_error_message', 'check_space', 'check_writable', 'partial_path', 'check_output',
+           'StateError', 'save_state', 'load_tensors', 'load_state', 'StateWriter', 'LogLine', 'progress']
 
 # %% ../nbs/00a_files.ipynb #ffa206b6
 _WRITES = [0]
@@ -89,7 +89,8 @@ def save_tensors(tensors, # name -> tensor
     with atomic_path(path) as tmp:
         try: save_file(tensors, tmp, metadata={**(metadata or {}), "sha256": tensors_sha256(tensors)})
         except Exception as e:
-            if m := re.search(r"os error (\d+)", str(e)): raise OSError(int(m[1]), os.strerror(int(m[1])), str(path)) from None
+            if m := re.search(r"os error (\d+)", str(e)):
+                raise OSError(int(m[1]), os.strerror(int(m[1])), str(path)) from None
             raise
     return Path(path)
 
@@ -113,12 +114,14 @@ def os_error_message(e: OSError, path=None) -> str:
     return f"{where}: {e.strerror or e}"
 
 def check_space(folder, nbytes):
-    "Fail now, with the OSError a write would meet (ENOSPC, EFBIG), if a file of `nbytes` cannot be written in `folder`."
+    """Fail now, with the OSError a write would meet (ENOSPC, EFBIG), if a file of `nbytes` cannot be written in
+    `folder`."""
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".space-check-")
     try:
         try: os.posix_fallocate(fd, 0, max(1, int(nbytes)))
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT): raise OSError(e.errno, os.strerror(e.errno), str(folder)) from None
+            if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise OSError(e.errno, os.strerror(e.errno), str(folder)) from None
     finally: os.close(fd); os.unlink(tmp)
 
 def check_writable(folder) -> Path:
@@ -129,6 +132,15 @@ def check_writable(folder) -> Path:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"): pass
     except OSError as e: raise OutputError(os_error_message(e, folder)) from None
     return folder
+
+# %% ../nbs/00a_files.ipynb #4f31df4a
+def partial_path(path, # a run folder or a feature store file
+                ) -> Path:
+    "Where `path` is built until it is complete (`<name>.partial` beside it), for run folders and stores alike."
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise OutputError(f"--out {path}: name a run folder or a store file, e.g. --out runs/mil or --out features/train.h5")
+    return path.with_name(path.name + ".partial")
 
 # %% ../nbs/00a_files.ipynb #3057ef98
 def _holds(a, b) -> bool:

@@ -22,7 +22,7 @@ from image2biomass.data import (
     read_pseudo_labels,
     MAX_PIXELS,
 )
-from .files import write_json, write_csv, save_tensors, load_state, StateError, StateWriter
+from .files import write_json, write_csv, save_tensors, load_state, StateError, StateWriter, partial_path
 from .tiling import layout_boxes, crop_tiles, location_areas
 from .clean import clean_image, draw_stamp
 from .backbones import load_backbone, rebuild_backbone, TimmFeatures, model_facts, VEGETATION, check_input
@@ -30,7 +30,6 @@ from .models import BiomassHead, STATES
 from image2biomass.runs import (
     start_run,
     swap_in,
-    partial_dir,
     read_config,
     fold_files,
     fold_tensors,
@@ -470,14 +469,16 @@ def make_optimiser(model: FinetuneModel, # the fold's model
     _ever_trained(model, cfg)
     bb = model.fx.model
     if cfg.lora_rank: groups = [dict(params=[p for p in bb.parameters() if p.requires_grad], weight_decay=0.0)]
-    elif cfg.layer_decay < 1: groups = param_groups_layer_decay(bb, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay)
+    elif cfg.layer_decay < 1:
+        groups = param_groups_layer_decay(bb, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay)
     else: groups = param_groups_weight_decay(bb, weight_decay=cfg.weight_decay)
     for g in groups: g["lr"] = cfg.lr_backbone * g.pop("lr_scale", 1.0)
     groups = [g for g in groups if g["params"]] + [dict(params=[p for n, p in model.named_parameters() if not n.startswith("fx.")],
                                                         lr=cfg.lr_head, weight_decay=cfg.weight_decay)]
     opt = torch.optim.AdamW(groups, lr=cfg.lr_head)
-    sched = CosineLRScheduler(opt, t_initial=max(2, steps),   # (timm logs "no effect" at 1 step) warmup_t=max(1, int(steps * cfg.warmup)), warmup_prefix=True,
-                              warmup_lr_init=1e-8, lr_min=0.0, t_in_epochs=False)
+    # t_initial >= 2: timm logs "Cosine annealing ... no effect" for a 1-step schedule
+    sched = CosineLRScheduler(opt, t_initial=max(2, steps), warmup_t=max(1, int(steps * cfg.warmup)),
+                              warmup_prefix=True, warmup_lr_init=1e-8, lr_min=0.0, t_in_epochs=False)
     return opt, sched
 
 # %% ../nbs/05b_finetune.ipynb #5455aea8
@@ -494,7 +495,8 @@ def memory_estimate(model: FinetuneModel, # the fold's model (its backbone may l
     copies = (cfg.ema > 0) + (cfg.swa > 0)
     w = (4 * (train + frozen) + 12 * train + 4 * copies * (train + frozen)) / 2**30
     bb = model.fx.model
-    if not all(hasattr(bb, a) for a in ("blocks", "patch_embed", "num_prefix_tokens")): return dict(weights=w, full=None, checkpointed=None)
+    if not all(hasattr(bb, a) for a in ("blocks", "patch_embed", "num_prefix_tokens")):
+        return dict(weights=w, full=None, checkpointed=None)
     s = (model.info["input_size"] // model.info["patch"]) ** 2 + bb.num_prefix_tokens
     b, h, L, attn = cfg.batch_size * _crops(cfg), bb.num_features, len(bb.blocks), bb.blocks[0].attn
     scores = 0 if getattr(attn, "fused_attn", False) else 5 * attn.num_heads * s / h   # SDPA keeps no s x s scores
@@ -522,7 +524,8 @@ def memory_plan(est: dict, # from `memory_estimate`
     if not checkpointing and est["full"] <= room: return False
     if est["checkpointed"] <= room: return True
     raise ConfigError(f"this fold needs about {est['checkpointed']:.0f} GiB even with gradient checkpointing, and the "
-                      f"GPU has {free_gib:.0f} GiB free: lower --batch-size (raise --accum to keep the effective batch) "
+                      f"GPU has {free_gib:.0f} GiB free: lower --batch-size (raise --accum to keep the effective "
+                      "batch) "
                       "or --img-size")
 
 # %% ../nbs/05b_finetune.ipynb #8ca9ee4c
@@ -611,7 +614,8 @@ def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, dd
     opt.zero_grad(set_to_none=True)
     for s, b in enumerate(dl):
         b = {key: v.to(d.device, non_blocking=True) for key, v in b.items()}
-        if b["x"].dim() == 4 and getattr(model, "channels_last", False): b["x"] = b["x"].contiguous(memory_format=torch.channels_last)
+        if b["x"].dim() == 4 and getattr(model, "channels_last", False):
+            b["x"] = b["x"].contiguous(memory_format=torch.channels_last)
         stepping = (s + 1) % cfg.accum == 0 or s + 1 == len(dl)
         with net.no_sync() if d.world > 1 and not stepping else contextlib.nullcontext():   # sync on the last micro-step
             with autocast(d.device, cfg.amp): l = _loss(model, net(b["x"], b.get("area")), b, cfg)
@@ -651,7 +655,8 @@ def _validate(model, ds, cfg, d, n) -> dict:
 
 # %% ../nbs/05b_finetune.ipynb #ad27cb72
 def _fold_parts(cfg, s: Samples, tr, va, extra) -> tuple:
-    "(training samples, validation samples) of a fold: pseudo-labelled images join training only; aux standardised on training."
+    """(training samples, validation samples) of a fold: pseudo-labelled images join training only; aux standardised on
+    training."""
     tr_s, va_s = s[tr], s[va]
     if s.aux is not None:
         mu, sd = np.nanmean(tr_s.aux, 0), np.nanstd(tr_s.aux, 0) + 1e-6
@@ -721,7 +726,8 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
                extra: Samples = None, # pseudo-labelled samples added to training
                caches: dict = None, # the run's image caches by input size (filled here; None: this fold's own)
               ) -> dict:
-    "Train (or resume) one fold; returns its OOF predictions and stats. Rank 0 writes fold{k}.safetensors and its state."
+    """Train (or resume) one fold; returns its OOF predictions and stats. Rank 0 writes fold{k}.safetensors and its
+    state."""
     from image2biomass.files import progress
     from timm.utils import ModelEmaV3
     from torch.optim.swa_utils import AveragedModel
@@ -807,10 +813,9 @@ def _prepare(cfg: FinetuneConfig, out: Path, part: Path):
         old = read_config(part)["config"]
         diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in _VOLATILE and old.get(k) != v}
         if diff:
-            raise RunError(
-                f"{part} was started with other settings ({', '.join(f'--{k.replace(chr(95), chr(45))}: {a!r} then, {b!r} now' for k, (a, b) in list(diff.items())[:3])}); "
-                "resume with the same options, or start again with --overwrite"
-            )
+            said = ", ".join(f"--{k.replace('_', '-')}: {a!r} then, {b!r} now" for k, (a, b) in list(diff.items())[:3])
+            raise RunError(f"{part} was started with other settings ({said}); resume with the same options, or start "
+                           "again with --overwrite")
     start_run(out, overwrite=cfg.overwrite or (cfg.resume and part.exists()), resume=cfg.resume)
     write_json(part / "config.json", dict(kind="finetune", config=asdict(cfg), data_sha256=data))
 
@@ -839,7 +844,7 @@ def _samples(cfg: FinetuneConfig) -> tuple: # (Samples, train frame, folds, pseu
 def finetune(cfg: FinetuneConfig = None, **kwargs) -> dict:
     "Cross-validated fine-tuning; writes runs/NAME like train-heads (oof.csv, metrics.json, fold checkpoints, plots)."
     cfg = dataclasses.replace(cfg or FinetuneConfig(), **kwargs)
-    out = Path(cfg.out); part = partial_dir(out)
+    out = Path(cfg.out); part = partial_path(out)
     _refuse_pickles(out, part)
     if cfg.resume and out.exists() and not part.exists() and (out / "metrics.json").exists():
         print(f"{out} is complete; nothing to resume"); return json.loads((out / "metrics.json").read_text())
@@ -915,6 +920,7 @@ def _finish(cfg, out, part, df, s: Samples, folds, res, world, seconds, extra) -
     swap_in(part, out)
     if cfg.progress:
         print(
-            f"{out}: OOF weighted R2 {metrics['oof_weighted_r2']:.4f} (folds {[x['weighted_r2'] for x in stats]}) in {seconds:.0f} s"
+            f"{out}: OOF weighted R2 {metrics['oof_weighted_r2']:.4f} (folds {[x['weighted_r2'] for x in stats]}) in "
+            f"{seconds:.0f} s"
         )
     return metrics

@@ -24,11 +24,11 @@ from image2biomass.data import (
     load_image,
     MAX_PIXELS,
 )
-from .files import write_csv, save_figure, check_writable, check_output, OutputError
+from .files import write_csv, save_figure, check_writable, check_output, OutputError, partial_path
 from .losses import CLOVER, DEAD, GREEN, TOTAL, GDM
 from .ensemble import blend, spec_blend, load_ensemble, EnsembleError
 from .runs import read_config, fold_files, run_folds, read_oof, read_fold, RunError
-from .store import FeatureStore, StoreError, partial_path
+from .store import FeatureStore, StoreError
 
 # %% auto #0
 __all__ = ['M', 'COMPONENTS', 'project_mass_balance', 'SubmissionError', 'validate_submission', 'run_kind', 'extract_like',
@@ -56,7 +56,8 @@ class SubmissionError(ValueError):
 def validate_submission(sub, # DataFrame sample_id, target
                         sample_ids, # the sample_ids the competition expects, in order
                        ) -> pd.DataFrame:
-    "Check: every expected sample_id exactly once, no extras, finite, non-negative. Returns `sub` in the expected order."
+    """Check: every expected sample_id exactly once, no extras, finite, non-negative. Returns `sub` in the expected
+    order."""
     def _ids(xs, k=8): xs = list(xs); return f"{xs[:k]}{' ...' if len(xs) > k else ''} ({len(xs)})"
     problems = []
     if list(sub.columns) != ["sample_id", "target"]:
@@ -102,7 +103,8 @@ _STORES_READY = {}  # stores extract_like made or checked in this process -> the
 def _ready_key(ec) -> str: return json.dumps(dataclasses.asdict(ec), sort_keys=True, default=str)
 
 def _files_state(ec) -> tuple:
-    "Size and mtime of the store, the split's CSV and each of its images: a store checked against the same files is ready."
+    """Size and mtime of the store, the split's CSV and each of its images: a store checked against the same files is
+    ready."""
     from image2biomass.extract import list_images
     stat = lambda p: (lambda s: (s.st_size, s.st_mtime_ns))(Path(p).stat()) if Path(p).exists() else None
     return (stat(ec.out), stat(Path(ec.data_dir) / f"{ec.split}.csv"), *map(stat, list_images(ec)[1]))
@@ -146,7 +148,8 @@ def extract_like(fp, # fingerprint of the store the run was trained on
         except StoreError as e:
             if attempt == 2 or not (out.exists() or partial_path(out).exists()): raise
             print(
-                f"note: the cached test store {out.name} cannot be used ({str(e)[:120]}); it is a cache: extracting again"
+                f"note: the cached test store {out.name} cannot be used ({str(e)[:120]}); it is a cache: extracting "
+                "again"
             )
             out.unlink(missing_ok=True); partial_path(out).unlink(missing_ok=True)
 
@@ -488,7 +491,8 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
     if cfg.maps and maps is not None: write_maps(cfg.maps, ids, paths, maps, _clean_of(runs, kinds))
     if cfg.progress:
         print(
-            f"wrote {out}: {len(sub)} rows for {len(ids)} images from {len(runs)} run(s){' (ensemble)' if spec else ''}{note}"
+            f"wrote {out}: {len(sub)} rows for {len(ids)} images from {len(runs)} "
+            f"run(s){' (ensemble)' if spec else ''}{note}"
             + (
                 f"; density maps in {cfg.maps}"
                 if cfg.maps and maps is not None
@@ -533,7 +537,8 @@ def _feature_distances(stores, train_ids, folds, ids, split) -> tuple: # (distan
     if not stores: return None, None, " (no train-heads run: the feature check needs cached features; range check only)"
     run, st = next(iter(stores.items()))
     rc = read_config(run); rec = Path(rc["config"]["store"])
-    # recorded relative to where training ran: also looked for beside the run and its parent (the same store: fingerprint)
+    # recorded relative to where training ran: also looked for beside the run and its parent (the same store:
+    # fingerprint)
     found = [p for p in dict.fromkeys([rec, Path(run).parent / rec, Path(run).parent.parent / rec]) if p.is_file()]
     train_store = next((p for p in found if _fingerprint_of(p) == rc.get("store_fingerprint")), None)
     if train_store is None:

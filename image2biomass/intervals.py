@@ -69,7 +69,8 @@ def ood_flags(pred, # (m, 5) predicted grams
               quantile=0.99, # threshold: this quantile of the training distances
               near_max=0.95, # range flag at this share of a target's training maximum
              ) -> tuple: # (flag (m,) bool, reason (m,) str, '' where not flagged)
-    "Flag images whose features are unlike the training images' or whose prediction is at the edge of the training range."
+    """Flag images whose features are unlike the training images' or whose prediction is at the edge of the training
+    range."""
     pred, top = np.asarray(pred, float), np.asarray(y_train, float).max(0)
     reasons = [[] for _ in pred]
     if dist is not None:

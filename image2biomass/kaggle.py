@@ -9,7 +9,8 @@ from typing import get_type_hints
 from pathlib import Path
 from .data import make_synthetic_dataset
 from .config import ConfigError, field_choices, flag, _check as _check_field
-from .runs import partial_dir, swap_in
+from .runs import swap_in
+from .files import partial_path
 
 # %% auto #0
 __all__ = ['KERNEL_FIELDS', 'KERNEL_EXTRAS', 'BUNDLE_MARKER', 'KERNELS', 'kernel_data_dir', 'write_dataset_metadata',
@@ -24,7 +25,8 @@ def kernel_data_dir(data_dir, # the competition folder, or "" for a small synthe
                     n_test=4, # synthetic test images
                     size=(200, 400), # their (height, width)
                    ) -> Path:
-    "The data folder: `data_dir`, or a small synthetic dataset made once in work/data; creates `work` (the outputs' home)."
+    """The data folder: `data_dir`, or a small synthetic dataset made once in work/data; creates `work` (the outputs'
+    home)."""
     Path(work).mkdir(parents=True, exist_ok=True)
     if data_dir: return Path(data_dir)
     d = Path(work) / "data"
@@ -287,7 +289,8 @@ def _repo_root() -> Path:
     root = Path(__file__).resolve().parents[1]
     if not (root / "nbs" / "kernels").is_dir() or not (root / "pyproject.toml").exists():
         raise FileNotFoundError(
-            "kaggle-bundle needs a source checkout of image2biomass (nbs/kernels and pyproject.toml); run it from a clone"
+            "kaggle-bundle needs a source checkout of image2biomass (nbs/kernels and pyproject.toml); run it from a "
+            "clone"
         )
     return root
 
@@ -401,7 +404,7 @@ def kaggle_bundle(kernel="infer", # extract | train | infer
     p = {"data_dir": f"/kaggle/input/{competition}", "work_dir": "/kaggle/working"}   # workers: by device
     p = kernel_params(kernel, {**p, **kernel_params(kernel, params)})
     out = check_bundle_out(out, overwrite)
-    part = partial_dir(os.path.abspath(out))
+    part = partial_path(os.path.abspath(out))
     if part.is_symlink() or (part.exists() and not (part.is_dir() and _ours(part))):
         raise FileExistsError(f"{part} is in the way and is not a bundle being built; move it away")
     shutil.rmtree(part, ignore_errors=True)                 # left by a build that was killed: start again
@@ -413,7 +416,8 @@ def kaggle_bundle(kernel="infer", # extract | train | infer
     except BaseException:
         shutil.rmtree(part, ignore_errors=True); raise      # the old bundle, if any, stays as it was
     print(
-        f"wrote {out}/wheelhouse ({', '.join(w.name for w in wheels)}) and {out}/kernel ({code}, kernel-metadata.json)\n"
+        f"wrote {out}/wheelhouse ({', '.join(w.name for w in wheels)}) and {out}/kernel ({code}, "
+        "kernel-metadata.json)\n"
         f"publish: kaggle datasets create -p {out}/wheelhouse && kaggle kernels push -p {out}/kernel"
     )
     return out

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 import numpy as np, pandas as pd
 from .config import Config, ConfigError
 from .data import TARGETS, read_test, read_train, weighted_r2
-from .files import write_csv, write_json
+from .files import write_csv, write_json, partial_path
 from image2biomass.inference import (
     predict_heads_run,
     predict_finetune_run,
@@ -20,7 +20,7 @@ from image2biomass.inference import (
     run_kind,
     extract_like,
 )
-from .runs import start_run, swap_in, read_config, partial_dir, RunError
+from .runs import start_run, swap_in, read_config, RunError
 
 # %% auto #0
 __all__ = ['PseudoConfig', 'pseudo_labels', 'pseudo_label']

@@ -8,21 +8,15 @@ from __future__ import annotations
 import contextlib, ctypes, ctypes.util, json, os, re, shutil
 from pathlib import Path
 import pandas as pd
-from .files import fsync_dir, write_json, load_tensors
+from .files import fsync_dir, write_json, load_tensors, partial_path
 
 # %% auto #0
-__all__ = ['RUN_MARKER', 'KEPT', 'RunError', 'partial_dir', 'swap_in', 'check_new_run', 'start_run', 'building_run',
-           'read_config', 'run_folds', 'fold_files', 'fold_tensors', 'read_fold', 'read_oof']
+__all__ = ['RUN_MARKER', 'KEPT', 'RunError', 'swap_in', 'check_new_run', 'start_run', 'building_run', 'read_config', 'run_folds',
+           'fold_files', 'fold_tensors', 'read_fold', 'read_oof']
 
 # %% ../nbs/00c_runs.ipynb #a8c7b407
 class RunError(ValueError):
     "A run folder that is missing, incomplete, or not what a step needs; the message says what to do."
-
-def partial_dir(out) -> Path:
-    "Where the run `out` is built until it is complete."
-    out = Path(out)
-    if out.name in ("", ".", ".."): raise RunError(f"--out {out}: name a run folder, e.g. --out runs/mil")
-    return out.with_name(out.name + ".partial")
 
 def _exchange(a, b) -> bool:
     "Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."
@@ -92,7 +86,7 @@ def start_run(out, # the run folder to make
              ) -> Path: # the folder to build the run in
     "Check `out` may be (re)made and return its `.partial` folder (emptied unless resuming)."
     check_new_run(out, overwrite)
-    out = Path(out); part = partial_dir(out)
+    out = Path(out); part = partial_path(out)
     if part.exists() and not resume: shutil.rmtree(part)   # a run that never finished: start again
     part.mkdir(parents=True, exist_ok=True)
     if not (part / RUN_MARKER).exists(): (part / RUN_MARKER).write_text(json.dumps(dict(made_by="image2biomass")))
@@ -115,10 +109,11 @@ def read_config(run) -> dict:
     "A run's config.json; `RunError` naming the folder if it is not a complete run."
     run = Path(run)
     if not (run / "config.json").is_file():
-        hint = f" (an unfinished run is in {partial_dir(run).name}: rerun its command)" if partial_dir(run).exists() else ""
+        hint = f" (an unfinished run is in {partial_path(run).name}: rerun its command)" if partial_path(run).exists() else ""
         raise RunError(f"{run} is not a run folder (no config.json){hint}")
     try: return json.loads((run / "config.json").read_text())
-    except (ValueError, UnicodeDecodeError) as e: raise RunError(f"{run / 'config.json'}: not valid JSON ({e}); the run is damaged") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RunError(f"{run / 'config.json'}: not valid JSON ({e}); the run is damaged") from None
 
 def run_folds(run) -> list:
     "[(fold index, checkpoint)] of a complete run: every fold its config trained, or `RunError` naming the missing."

@@ -24,7 +24,8 @@ def resolve_device(name="auto", # auto | cpu | cuda | cuda:N
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(
-                f"--device {name}: this machine has no CUDA device (torch {torch.__version__}); use --device cpu or auto"
+                f"--device {name}: this machine has no CUDA device (torch {torch.__version__}); use --device cpu or "
+                "auto"
             )
         return torch.device(name if ":" in name else f"cuda:{local_rank}")
     if name != "cpu": raise ConfigError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")

@@ -9,11 +9,11 @@ import fnmatch, json, os, tempfile, time
 from pathlib import Path
 import numpy as np
 import h5py
-from .files import atomic_path, fsync_dir, check_space, check_output
+from .files import atomic_path, fsync_dir, check_space, check_output, partial_path
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'PENDING', 'DONE', 'SKIPPED', 'StoreError', 'partial_path', 'StoreWriter', 'open_store_for_writing',
-           'FeatureStore', 'compress_store', 'merge_stores']
+__all__ = ['FORMAT_VERSION', 'PENDING', 'DONE', 'SKIPPED', 'StoreError', 'StoreWriter', 'open_store_for_writing', 'FeatureStore',
+           'compress_store', 'merge_stores']
 
 # %% ../nbs/02b_store.ipynb #274197d3
 FORMAT_VERSION = 2
@@ -22,11 +22,6 @@ PENDING, DONE, SKIPPED = 0, 1, 2
 class StoreError(ValueError):
     "A feature store is missing, corrupt, or does not match what was asked of it."
 
-def partial_path(path) -> Path:
-    "Where the store `path` is written until it is complete."
-    path = Path(path)
-    if path.name in ("", ".", ".."): raise StoreError(f"--out {path}: name a store file, e.g. --out features/train.h5")
-    return path.with_name(path.name + ".partial")
 
 def _is_hdf5(path) -> bool:
     "A file that starts with HDF5's signature (a store, possibly damaged): the only kind --overwrite may replace."
@@ -265,7 +260,8 @@ def open_store_for_writing(path, # the .h5 store to create or resume (written as
                            commit_every=8, # images per commit
                            names=None, # [(slice name, width)] covering `dim`; default one slice 'features'
                           ) -> StoreWriter|None: # None when the store is already complete
-    "Create a partial store (atomically) or resume one with the same fingerprint; refuse a different one unless `overwrite`."
+    """Create a partial store (atomically) or resume one with the same fingerprint; refuse a different one unless
+    `overwrite`."""
     path, fp = Path(path), json.loads(_fp_json(fingerprint))
     part = partial_path(path)
     if path.exists():
@@ -274,7 +270,8 @@ def open_store_for_writing(path, # the .h5 store to create or resume (written as
                              "another --out")
         try: old = _read_meta(path)
         except StoreError as e:
-            if not overwrite: raise StoreError(f"{e}. Pass --overwrite to replace it, or choose another --out") from None
+            if not overwrite:
+                raise StoreError(f"{e}. Pass --overwrite to replace it, or choose another --out") from None
             old = None
         if old is not None and _same(old["fingerprint"], fp) and old["complete"]: return None
         if old is not None and _only_images_changed(old["fingerprint"], fp):   # same command, edited photos
@@ -383,7 +380,8 @@ def _read_rows(self, a, b, columns=None) -> np.ndarray:
 def _check(self, i):
     if i >= self.n_done or self.status[i] == PENDING:
         raise StoreError(f"{self.path}: image {self.image_ids[i]} not extracted yet ({self.n_done}/{len(self)} done)")
-    if self.status[i] == SKIPPED: raise StoreError(f"{self.path}: image {self.image_ids[i]} was skipped: {self.errors[i]}")
+    if self.status[i] == SKIPPED:
+        raise StoreError(f"{self.path}: image {self.image_ids[i]} was skipped: {self.errors[i]}")
 
 def _bag(self, image_id, slices="") -> np.ndarray:
     "The (n_tiles, views, D) features of one image."

@@ -136,7 +136,8 @@ def load_bags(store, # FeatureStore or path
     keep = [i for i in image_ids if i not in skipped]
     if skipped and len(keep) < len(image_ids):
         warnings.warn(
-            f"{len(image_ids) - len(keep)} image(s) have no features (unreadable when extracted) and are left out: {list(skipped)[:5]}"
+            f"{len(image_ids) - len(keep)} image(s) have no features (unreadable when extracted) and are left out: "
+            f"{list(skipped)[:5]}"
         )
     a = s.load_all(np.float32, slices=slices)
     off = a["offsets"]
@@ -260,7 +261,8 @@ def _mixup(x, b: Bags, g):
 def fit_projection(tiles, # (T, V, D) training tiles (all views)
                    pca=256, # components to keep; 0 or >= D: per-feature standardisation only
                   ) -> tuple: # (mean (D,), projection (D, k)): features -> (x - mean) @ projection
-    "Whitening projection of frozen features, fit once per fold: PCA to `pca` unit-variance components, or standardisation."
+    """Whitening projection of frozen features, fit once per fold: PCA to `pca` unit-variance components, or
+    standardisation."""
     flat = tiles.reshape(-1, tiles.shape[-1]).float()
     mu, D = flat.mean(0), flat.shape[1]
     if not pca or pca >= D: return mu, torch.diag(1 / flat.std(0).clamp(min=1e-6))
@@ -305,7 +307,8 @@ def _optimiser(model, cfg: TrainConfig, n_train):
     """AdamW (fused where available: ~25 % faster steps on CPU) and a per-step cosine schedule after a linear warm-up
     from lr/1000: timm's CosineLRScheduler with warmup_prefix, written out (importing timm costs a heads run 2.5 s)."""
     try: opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    except (RuntimeError, TypeError): opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    except (RuntimeError, TypeError):
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * math.ceil(n_train / cfg.batch_size); warm = max(1, int(total * cfg.warmup))
     f = lambda t: 1e-3 + (1 - 1e-3) * t / warm if t < warm else 0.5 * (1 + math.cos(math.pi * (t - warm) / total))
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, f)
@@ -349,7 +352,8 @@ def fit_fold(bags: Bags, # all training bags
         score = weighted_r2(bags.y[va].numpy(), predict_bags(model, Xs[va], device=device)["pred"])
         curves.append(dict(fold=fold, epoch=epoch, train_loss=loss, val_r2=score))
         if bar is not None: bar.update(1); bar.set_postfix(fold=fold, r2=f"{score:.3f}", best=f"{max(best, score):.3f}")
-        if score > best + 1e-6: best, best_state, since = score, {k: v.clone() for k, v in model.state_dict().items()}, 0
+        if score > best + 1e-6:
+            best, best_state, since = score, {k: v.clone() for k, v in model.state_dict().items()}, 0
         elif (since := since + 1) >= cfg.patience: break
     model.load_state_dict(best_state)
     return dict(
@@ -385,7 +389,8 @@ def ridge_cv(X, # (n, N, V, D) bags
              y, # (n, 5) grams
              folds, # fold index per image
             ) -> np.ndarray: # (n, 5) out-of-fold grams
-    "Out-of-fold predictions of a ridge regression (alpha by inner CV) on bag-mean, standardised features, log1p targets."
+    """Out-of-fold predictions of a ridge regression (alpha by inner CV) on bag-mean, standardised features, log1p
+    targets."""
     Z, logy, oof = _pooled(X, mask), np.log1p(y), np.zeros_like(y)
     for k in np.unique(folds): oof[folds == k] = np.expm1(_ridge(Z, logy, folds != k, folds == k)).clip(min=0)
     return oof
@@ -435,7 +440,8 @@ def _pad_cat(a, b, dim=1):
     return torch.cat([pad(a), pad(b)])
 
 def load_training_bags(cfg: TrainConfig) -> tuple: # (Bags, image ids, train frame, store, folds)
-    "The training set: bags (or locations), targets, weights, aux, State and folds; pseudo-labelled images last, fold -1."
+    """The training set: bags (or locations), targets, weights, aux, State and folds; pseudo-labelled images last, fold
+    -1."""
     df = read_train(Path(cfg.data_dir) / "train.csv")
     store = FeatureStore(cfg.store)
     X, mask, area, ids = _bags_of(cfg, store, list(df.image_id), "train")
@@ -587,7 +593,8 @@ def _ridges(cfg, bags, y, folds, store, ids) -> dict:
 def _summary(out, m) -> str:
     extra = f", ridge baseline {m['ridge_oof_weighted_r2']:.4f}" if "ridge_oof_weighted_r2" in m else ""
     if "ridge_stack_oof_weighted_r2" in m: extra += f", stacked ridge {m['ridge_stack_oof_weighted_r2']:.4f}"
-    return f"{out}: OOF weighted R2 {m['oof_weighted_r2']:.4f} (folds {[f['weighted_r2'] for f in m['folds']]}){extra} in {m['seconds']:.1f} s"
+    folds = [f["weighted_r2"] for f in m["folds"]]
+    return f"{out}: OOF weighted R2 {m['oof_weighted_r2']:.4f} (folds {folds}){extra} in {m['seconds']:.1f} s"
 
 # %% ../nbs/05_training.ipynb #483399a9
 def _write_run(cfg, out, ids, folds, y, oof, curves, fits, metrics, store, bags):
@@ -623,7 +630,8 @@ def _write_run(cfg, out, ids, folds, y, oof, curves, fits, metrics, store, bags)
 
 # %% ../nbs/05_training.ipynb #9b38d76c
 def plot_run(run) -> dict:
-    "Write curves.png (loss and validation R2 per epoch and fold) and oof_scatter.png (true vs OOF per target); returns the figures."
+    """Write curves.png (loss and validation R2 per epoch and fold) and oof_scatter.png (true vs OOF per target);
+    returns the figures."""
     from matplotlib.figure import Figure  # not pyplot: no global state, no backend switch, shown when returned
 
     run, figs = Path(run), {}

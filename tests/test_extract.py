@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import cli, run, BIN
-from image2biomass.store import FeatureStore, partial_path
+from image2biomass.store import FeatureStore
+from image2biomass.files import partial_path
 
 VIT = ["--backbone", "test_vit", "--random-init", "--feature", "cls+mean", "--input-size", "64", "--tile", "128",
        "--stride", "100", "--workers", "0", "--no-progress", "--dtype", "float32"]
