@@ -145,11 +145,20 @@ def read_pseudo_labels(csv, # image_id, image_path (relative to data_dir) and th
                        train_ids=(), # the training images' ids: a pseudo-labelled image must not be one of them
                        allow_outside=False, # accept image paths (or symlinks) that lead outside data_dir
                       ) -> pd.DataFrame:
-    "Read and validate pseudo-labels: known columns, finite non-negative grams, existing test images."
+    """Read and validate pseudo-labels: known columns, finite non-negative grams, existing test images. An optional
+    `fold` column gives each row to one CV fold's training only (-1 or empty: every fold's); `fold` is then an int."""
     df = _read_csv(csv, ["image_id", "image_path", *TARGETS], "pseudo-label")
     y = df[TARGETS].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     bad = ~np.isfinite(y).all(1) | (y < 0).any(1)
     problems = [f"non-finite or negative grams in {_lines(df, df.index[bad])}"] if bad.any() else []
+    if "fold" in df:
+        f = pd.to_numeric(df.fold.replace("", "-1"), errors="coerce")
+        if (badf := f.isna() | (f < -1) | (f != f.round())).any():
+            problems.append(f"fold is not an integer >= -1 in {_lines(df, df.index[badf])}")
+        else:
+            df = df.assign(fold=f.astype(int))
+            if (dupf := df.duplicated(["image_id", "fold"])).any():
+                problems.append(f"an image twice in one fold in {_lines(df, df.index[dupf])}")
     if dup := sorted(set(df.image_id) & set(train_ids)):
         problems.append(f"{len(dup)} training image(s), not test images: {dup[:5]}")
     _check_files(df, data_dir, problems, allow_outside)   # confined to data_dir like the data CSVs' paths

@@ -834,6 +834,9 @@ def _samples(cfg: FinetuneConfig) -> tuple: # (Samples, train frame, folds, pseu
     extra = None
     if cfg.pseudo_labels:
         pl = read_pseudo_labels(cfg.pseudo_labels, d, set(df.image_id), allow_outside=cfg.allow_outside_paths)
+        if "fold" in pl and (pl.fold >= 0).any():
+            raise ConfigError(f"{cfg.pseudo_labels}: per-fold pseudo-labels (a fold column) are for train-heads runs; "
+                              "give a fine-tuning run one label per image")
         n = len(pl)
         extra = Samples([d / p for p in pl.image_path], pl[TARGETS].to_numpy(float), np.full(n, cfg.pseudo_weight),
                         np.full((n, len(AUX_NAMES)), np.nan) if cfg.aux else None, np.full(n, -1) if cfg.aux else None)

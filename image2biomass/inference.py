@@ -168,7 +168,8 @@ def predict_heads_run(run, # a train-heads run folder
                       max_pixels=MAX_PIXELS, # larger images are refused
                       allow_outside=False, # accept image paths leading outside data_dir
                      ) -> dict:
-    "dict(pred (n, 5), attn, and for density runs maps: per image the cells' rectangles, grams and areas)."
+    """dict(pred (n, 5): the folds' mean, fold_pred (K, n, 5), attn, and for density runs maps: per image the cells'
+    rectangles, grams and areas)."""
     from image2biomass.train_heads import load_bags, load_heads, project, to_locations, grid_of
     from image2biomass.tiling import cell_rects
     cfg = read_config(run)
@@ -191,7 +192,8 @@ def predict_heads_run(run, # a train-heads run folder
     outs = []
     with torch.inference_mode():
         for model, mu, proj in load_heads(run): outs.append(model(project(X, mu, proj).mean(2), mask, area))
-    res = dict(pred=np.mean([o["pred"].numpy() for o in outs], 0),
+    fold_pred = np.stack([o["pred"].numpy() for o in outs])
+    res = dict(pred=fold_pred.mean(0), fold_pred=fold_pred,
                attn=np.mean([o["attn"].numpy() for o in outs], 0) if outs[0]["attn"] is not None else None, store=st)
     if maps and area is not None:
         from image2biomass.store import FeatureStore

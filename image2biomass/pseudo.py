@@ -40,6 +40,9 @@ class PseudoConfig(Config):
     features_dir: str = ""  # where test feature stores go (default: beside each run's training store)
     # also pseudo-label test images flagged as unlike the training images or at its range's edge (default: left out)
     keep_flagged: bool = False
+    # heads runs: fold k retrains on labels from the runs' fold-k models only, so no validation image reaches its fold
+    # through the other folds' models (an honest OOF score); off: every fold's models' mean labels every fold
+    per_fold: bool = True
     workers: int = -1  # DataLoader processes (-1: by device, see loader_workers)
     device: str = "auto"  # auto | cpu | cuda
     overwrite: bool = False  # replace an existing run folder (kept until the new run is complete)
@@ -53,10 +56,12 @@ def pseudo_labels(runs, # run folders whose mean prediction labels the images
                   paths, # their image paths (relative, as in test.csv)
                   cfg: PseudoConfig, # the pseudo-labelling settings
                  ) -> pd.DataFrame:
-    """image_id, image_path and the runs' mean, mass-balanced prediction of each test image; without `keep_flagged`,
+    """image_id, image_path and the runs' mean, mass-balanced prediction of each test image (with `per_fold` and heads
+    runs on the same folds, one row per image and fold: the fold-k models' mean, in a `fold` column); without
+    `keep_flagged`,
     the images `predict --detail` would flag (features unlike the training images', predictions at the edge of the
     training range) are left out: a wrong label there is likely, and it would be learnt."""
-    P, stores = [], {}
+    P, F, stores = [], [], {}
     for r in runs:
         if run_kind(r) == "finetune":
             P.append(
@@ -67,14 +72,19 @@ def pseudo_labels(runs, # run folders whose mean prediction labels the images
         else:
             fd = cfg.features_dir or Path(read_config(r)["config"]["store"]).parent / "features"
             res = predict_heads_run(r, data_dir, ids, "test", fd, cfg.weights, cfg.workers, 0, cfg.device, False)
-            P.append(res["pred"]); stores.setdefault(r, res["store"])
+            P.append(res["pred"]); F.append(res["fold_pred"]); stores.setdefault(r, res["store"])
     pred = project_mass_balance(np.clip(np.mean(P, 0), 0, None))
-    df = pd.DataFrame({"image_id": ids, "image_path": [str(Path(p).relative_to(data_dir)) for p in paths],
-                       **{t: pred[:, j] for j, t in enumerate(TARGETS)}})
+    rel = [str(Path(p).relative_to(data_dir)) for p in paths]
+    df = pd.DataFrame({"image_id": ids, "image_path": rel, **{t: pred[:, j] for j, t in enumerate(TARGETS)}})
+    if cfg.per_fold and _same_folds(runs, len(F)):   # one row per image and fold, from that fold's models
+        fp = [project_mass_balance(np.clip(p, 0, None)) for p in np.mean(F, 0)]
+        df = pd.concat([pd.DataFrame({"image_id": ids, "image_path": rel, "fold": k,
+                                      **{t: p[:, j] for j, t in enumerate(TARGETS)}}) for k, p in enumerate(fp)],
+                       ignore_index=True)
     if cfg.keep_flagged: return df
     from image2biomass.inference import flag_images
     flag, why, note = flag_images(runs[:1], stores, ids, pred)   # the student's folds (teachers may have others)
-    out = df[~flag].reset_index(drop=True)
+    out = df[~df.image_id.isin(set(np.asarray(ids)[flag]))].reset_index(drop=True)
     out.attrs["left_out"] = {i: r for i, r, f in zip(ids, why, flag) if f}
     if flag.any():   # said with or without progress, like predict's summary: the labels change because of it
         print(f"pseudo-labels: {int(flag.sum())} of {len(ids)} test images flagged and left out (--keep-flagged keeps "
@@ -83,6 +93,15 @@ def pseudo_labels(runs, # run folders whose mean prediction labels the images
     return out
 
 # %% ../nbs/06a_pseudo.ipynb #abfcf85c
+def _same_folds(runs, n_heads) -> bool:
+    "Whether per-fold labels can be made: every run a heads run, all cross-validated on the same images and folds."
+    from image2biomass.ensemble import load_oofs, EnsembleError
+    if n_heads != len(runs): return False
+    try: load_oofs(runs); return True
+    except EnsembleError as e:
+        print(f"pseudo-labels: every fold's models label every fold ({e}); the OOF score will be optimistic")
+        return False
+
 def _retrain(student, labels_csv, round_dir, cfg: PseudoConfig, d) -> Path:
     "Retrain the student with the pseudo-labels into round_dir (a complete run)."
     c = read_config(student)
@@ -98,7 +117,7 @@ def _retrain(student, labels_csv, round_dir, cfg: PseudoConfig, d) -> Path:
     if c["kind"] == "heads":
         from image2biomass.train_heads import train_heads, TrainConfig
         fp = c["store_fingerprint"]
-        ids = pd.read_csv(labels_csv, dtype={"image_id": str}, keep_default_na=False).image_id.tolist()
+        ids = list(dict.fromkeys(pd.read_csv(labels_csv, dtype={"image_id": str}, keep_default_na=False).image_id))
         pst = extract_like(
             fp,
             d,
@@ -154,10 +173,12 @@ def pseudo_label(cfg: PseudoConfig = None, **kwargs) -> dict:
         csv = write_csv(labels, part / f"pseudo_labels_round{r}.csv")
         student = _retrain(student, csv, part / f"round{r}", cfg, d)
         m = json.loads((student / "metrics.json").read_text())
-        history.append(dict(round=r, oof_weighted_r2=m["oof_weighted_r2"], labels=csv.name, images=len(labels),
+        history.append(dict(round=r, oof_weighted_r2=m["oof_weighted_r2"], labels=csv.name,
+                            images=labels.image_id.nunique(),
                             left_out=labels.attrs.get("left_out", {})))
         if cfg.progress:
-            print(f"round {r}: {len(labels)} pseudo-labelled test images; OOF weighted R2 {m['oof_weighted_r2']:.4f}")
+            print(f"round {r}: {labels.image_id.nunique()} pseudo-labelled test images; "
+                  f"OOF weighted R2 {m['oof_weighted_r2']:.4f}")
     return _finish(cfg, runs, part, student, history, ids, out)
 
 # %% ../nbs/06a_pseudo.ipynb #ff7cdb40

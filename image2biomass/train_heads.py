@@ -22,8 +22,8 @@ from .tiling import location_areas, d4_inverse
 # %% auto #0
 __all__ = ['AUX_NAMES', 'TrainConfig', 'head_kwargs', 'load_bags', 'grid_of', 'to_locations', 'Bags', 'aux_targets',
            'state_index', 'augment', 'fit_projection', 'project', 'predict_bags', 'fit_fold', 'ridge_cv',
-           'ridge_stack_cv', 'slice_groups', 'load_training_bags', 'len_pseudo', 'extra_metrics', 'train_heads',
-           'plot_run', 'load_heads']
+           'ridge_stack_cv', 'slice_groups', 'load_training_bags', 'fold_rows', 'len_pseudo', 'extra_metrics',
+           'train_heads', 'plot_run', 'load_heads']
 
 # %% ../nbs/05_training.ipynb #08800170
 @dataclass
@@ -451,14 +451,20 @@ def load_training_bags(cfg: TrainConfig) -> tuple: # (Bags, image ids, train fra
     state = torch.from_numpy(state_index(df.State)) if cfg.aux else None
     bags, folds = Bags(X, mask, y, area, None, aux, state), make_folds(df, cfg.folds, cfg.seed)
     if not cfg.pseudo_labels: return bags, ids, df, store, folds
-    both = _with_pseudo(cfg, bags, ids)                                 # pseudo-labelled images: fold -1, training only
-    return both, ids, df, store, np.concatenate([folds, -np.ones(len(both) - len(bags), int)])
+    both, codes = _with_pseudo(cfg, bags, ids)                # pseudo-labelled rows last, training only (`fold_rows`)
+    return both, ids, df, store, np.concatenate([folds, codes])
 
-def len_pseudo(cfg) -> int: return len(read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir))
+def fold_rows(folds, # fold of each row: 0..K-1 a training image; -1 a pseudo-label for every fold; -2-k for fold k only
+              k, # the fold
+             ) -> tuple: # (training rows, validation rows)
+    "The rows fold k trains and validates on: pseudo-labelled rows only ever train, and a per-fold one only in its fold."
+    return np.flatnonzero((folds != k) & ((folds >= -1) | (folds == -2 - k))), np.flatnonzero(folds == k)
+
+def len_pseudo(cfg) -> int: return read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir).image_id.nunique()
 
 # %% ../nbs/05_training.ipynb #e0f417ab
-def _with_pseudo(cfg: TrainConfig, bags: Bags, train_ids) -> Bags:
-    "The training bags followed by the pseudo-labelled test images' bags (their features from --pseudo-store)."
+def _with_pseudo(cfg: TrainConfig, bags: Bags, train_ids) -> tuple: # (Bags, fold codes of the pseudo rows)
+    "The training bags followed by the pseudo-labelled rows' bags (features from --pseudo-store) and their fold codes."
     if not cfg.pseudo_store:
         raise ConfigError("--pseudo-labels needs --pseudo-store: the feature store of those test images")
     pl = read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, set(train_ids), allow_outside=True)   # never opened here
@@ -475,23 +481,30 @@ def _with_pseudo(cfg: TrainConfig, bags: Bags, train_ids) -> Bags:
     }
     if keep != got:
         raise StoreError(f"{cfg.pseudo_store} was made differently from {cfg.store}: extract it with the same settings")
-    X, mask, area, kept = _bags_of(cfg, pstore, list(pl.image_id), "test")
-    if len(kept) < len(pl):
-        raise DataError(f"{cfg.pseudo_store}: no features for {sorted(set(pl.image_id) - set(kept))[:5]}")
-    n, m = len(bags), len(kept)
-    y = torch.tensor(pl.set_index("image_id").loc[kept, TARGETS].to_numpy(float), dtype=torch.float32)
+    uniq = list(dict.fromkeys(pl.image_id))                             # per-fold labels: one row per image and fold
+    X, mask, area, kept = _bags_of(cfg, pstore, uniq, "test")
+    if len(kept) < len(uniq):
+        raise DataError(f"{cfg.pseudo_store}: no features for {sorted(set(uniq) - set(kept))[:5]}")
+    fold = pl.fold.to_numpy() if "fold" in pl else np.full(len(pl), -1)
+    if fold.max() >= cfg.folds:
+        raise ConfigError(f"{cfg.pseudo_labels}: fold {fold.max()} but the run has --folds {cfg.folds}")
+    at = {i: j for j, i in enumerate(kept)}; rows = torch.tensor([at[i] for i in pl.image_id])
+    X, mask, area = X[rows], mask[rows], None if area is None else area[rows]
+    n, m = len(bags), len(pl)
+    y = torch.tensor(pl[TARGETS].to_numpy(float), dtype=torch.float32)
     nan = lambda t: None if t is None else torch.full((m, *t.shape[1:]), float("nan"))
     return Bags(_pad_cat(bags.X, X), _pad_cat(bags.mask, mask), torch.cat([bags.y, y]), _pad_cat(bags.area, area),
                 torch.cat([torch.ones(n, 5), torch.full((m, 5), cfg.pseudo_weight)]),
                 None if bags.aux is None else torch.cat([bags.aux, nan(bags.aux)]),
-                None if bags.state is None else torch.cat([bags.state, torch.full((m,), -1, dtype=torch.long)]))
+                None if bags.state is None else torch.cat([bags.state, torch.full((m,), -1, dtype=torch.long)])), \
+        np.where(fold < 0, -1, -2 - fold)
 
 # %% ../nbs/05_training.ipynb #be4d09f9
 def _cv(cfg: TrainConfig, bags: Bags, folds, bar) -> tuple:
     "Every fold: the OOF predictions, extras, curves, fold stats and fitted models."
     oof, extras, curves, stats, fits = np.zeros(tuple(bags.y.shape)), {}, [], [], []
     for k in range(cfg.folds):
-        tr, va = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+        tr, va = fold_rows(folds, k)
         b = bags
         if cfg.lds != "none":   # label density from this fold's training images only
             w = np.ones(tuple(bags.y.shape)); w[tr] = lds_weights(bags.y[tr].numpy(), sqrt=cfg.lds == "sqrt")
@@ -611,7 +624,8 @@ def _write_run(cfg, out, ids, folds, y, oof, curves, fits, metrics, store, bags)
         if cfg.pseudo_labels:  # exactly which test images and labels were used
             pl = read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, allow_outside=True)
             write_csv(pl, part / "pseudo_labels.csv")
-            extra["pseudo"] = dict(images=pl.image_id.tolist(), weight=cfg.pseudo_weight)
+            extra["pseudo"] = dict(images=list(dict.fromkeys(pl.image_id)), weight=cfg.pseudo_weight,
+                                   per_fold="fold" in pl and bool((pl.fold >= 0).any()))
         write_json(
             part / "config.json",
             dict(

@@ -25,11 +25,17 @@ def test_heads_two_rounds(ds, tmp_path):
     test_ids = list(read_test(ds / "test.csv").image_id)
     assert cfg["pseudo"]["images"] == test_ids and len(cfg["pseudo_rounds"]["rounds"]) == 2 and cfg["pseudo"]["weight"] == 0.5
     assert Path(cfg["config"]["pseudo_labels"]).is_file() and ".partial" not in cfg["config"]["out"]   # paths after the rename
-    labels = pd.read_csv(tmp_path / "mil_pl" / "pseudo_labels_round2.csv")
-    assert labels.image_id.tolist() == test_ids and (labels.Dry_Total_g - labels.GDM_g - labels.Dry_Dead_g).abs().max() < 1e-6
+    labels = pd.read_csv(tmp_path / "mil_pl" / "pseudo_labels_round2.csv")          # per fold: fold k's models label
+    assert labels.image_id.drop_duplicates().tolist() == test_ids and sorted(labels.fold.unique()) == [0, 1, 2]   # fold k
+    assert (labels.Dry_Total_g - labels.GDM_g - labels.Dry_Dead_g).abs().max() < 1e-6
+    assert labels.groupby("image_id").Dry_Total_g.nunique().min() > 1       # three folds' models: three labels per image
     m, base = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("mil_pl", "mil"))
     assert [f["n_train"] for f in m["folds"]] == [f["n_train"] + 6 for f in base["folds"]]   # every fold trains on the test images
     assert [f["n_val"] for f in m["folds"]] == [f["n_val"] for f in base["folds"]]           # and validates on none
+    run("pseudo-label", "--runs", tmp_path / "mil", "--data-dir", ds, "--out", tmp_path / "mean_pl", "--rounds", 1,
+        "--workers", 0, "--keep-flagged", "--no-per-fold", "--no-progress", check=0)   # the folds' mean labels every fold
+    one = pd.read_csv(tmp_path / "mean_pl" / "pseudo_labels_round1.csv")
+    assert one.image_id.tolist() == test_ids and "fold" not in one
     run("ensemble", tmp_path / "mil", tmp_path / "mil_pl", "--out", tmp_path / "e.json", check=0)   # same folds: blendable
     run("predict", "--ensemble", tmp_path / "e.json", "--data-dir", ds, "--out", tmp_path / "s.csv", "--workers", 0, "--no-progress", check=0)
 
