@@ -151,14 +151,14 @@ def read_pseudo_labels(csv, # image_id, image_path (relative to data_dir) and th
     y = df[TARGETS].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     bad = ~np.isfinite(y).all(1) | (y < 0).any(1)
     problems = [f"non-finite or negative grams in {_lines(df, df.index[bad])}"] if bad.any() else []
-    if "fold" in df:
-        f = pd.to_numeric(df.fold.replace("", "-1"), errors="coerce")
-        if (badf := f.isna() | (f < -1) | (f != f.round())).any():
-            problems.append(f"fold is not an integer >= -1 in {_lines(df, df.index[badf])}")
-        else:
-            df = df.assign(fold=f.astype(int))
-            if (dupf := df.duplicated(["image_id", "fold"])).any():
-                problems.append(f"an image twice in one fold in {_lines(df, df.index[dupf])}")
+    f = pd.to_numeric(df.fold.replace("", "-1"), errors="coerce") if "fold" in df else pd.Series(-1, df.index)
+    if (badf := f.isna() | (f < -1) | (f != f.round())).any():
+        problems.append(f"fold is not an integer >= -1 in {_lines(df, df.index[badf])}")
+    else:   # one label per image and fold; an image labelled for every fold (-1) has no other label
+        if "fold" in df: df = df.assign(fold=f.astype(int))
+        every = set(df.image_id[f == -1])
+        if (dupf := df.assign(_f=f).duplicated(["image_id", "_f"]) | (df.image_id.isin(every) & (f != -1))).any():
+            problems.append(f"an image labelled twice for one fold in {_lines(df, df.index[dupf])}")
     if dup := sorted(set(df.image_id) & set(train_ids)):
         problems.append(f"{len(dup)} training image(s), not test images: {dup[:5]}")
     _check_files(df, data_dir, problems, allow_outside)   # confined to data_dir like the data CSVs' paths

@@ -257,8 +257,9 @@ def cache_scale(shape, # (H, W) of the photo
                 size, # the model's input side
                ) -> tuple: # (sy, sx) <= 1: the smallest shrink after which every crop is still >= size
     "How far a photo can be shrunk before cropping without any crop falling below the model's input size."
-    b = layout_boxes(*shape, LAYOUT_TILING[cfg.layout], cfg.tile, cfg.stride)
-    side = lambda v: max(int(v.min()), cfg.tile) if cfg.layout == "grid" else int(v.min())   # grid: padded to tile
+    lay = LAYOUT_TILING[cfg.layout]
+    b = layout_boxes(*shape, lay, cfg.tile, cfg.stride)
+    side = lambda v: max(int(v.min()), cfg.tile) if lay == "grid" else int(v.min())   # grid: padded to the tile
     return min(1.0, size / side(b[:, 3] - b[:, 1])), min(1.0, size / side(b[:, 2] - b[:, 0]))
 
 def build_image_cache(paths, # the photos (train and pseudo-labelled)
@@ -277,9 +278,12 @@ def build_image_cache(paths, # the photos (train and pseudo-labelled)
         return (img if (h, w) == (H, W) else cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)), (H, W)
     file, tmp, index, o = Path(file), Path(file).with_suffix(".tmp"), {}, 0
     uniq = list(dict.fromkeys(str(p) for p in paths))
-    with open(tmp, "wb") as f, ThreadPoolExecutor(max(1, threads)) as ex:
-        for p, (img, (H, W)) in zip(uniq, ex.map(one, uniq)):
-            f.write(np.ascontiguousarray(img).tobytes()); index[p] = (o, *img.shape[:2], H, W); o += img.size
+    try:
+        with open(tmp, "wb") as f, ThreadPoolExecutor(max(1, threads)) as ex:
+            for p, (img, (H, W)) in zip(uniq, ex.map(one, uniq)):
+                f.write(np.ascontiguousarray(img).tobytes()); index[p] = (o, *img.shape[:2], H, W); o += img.size
+    except BaseException:   # an unreadable photo, a full disk, an interrupt: no half-written cache stays behind
+        tmp.unlink(missing_ok=True); raise
     os.replace(tmp, file)
     return ImageCache(file, index)
 
@@ -477,7 +481,7 @@ def make_optimiser(model: FinetuneModel, # the fold's model
                                                         lr=cfg.lr_head, weight_decay=cfg.weight_decay)]
     opt = torch.optim.AdamW(groups, lr=cfg.lr_head)
     # t_initial >= 2: timm logs "Cosine annealing ... no effect" for a 1-step schedule
-    sched = CosineLRScheduler(opt, t_initial=max(2, steps), warmup_t=max(1, int(steps * cfg.warmup)),
+    sched = CosineLRScheduler(opt, t_initial=max(2, steps), warmup_t=int(steps * cfg.warmup),
                               warmup_prefix=True, warmup_lr_init=1e-8, lr_min=0.0, t_in_epochs=False)
     return opt, sched
 
@@ -797,7 +801,7 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
     )
 
 # %% ../nbs/05b_finetune.ipynb #4581ac8f
-_VOLATILE = {"resume", "overwrite", "progress", "workers", "device"}   # may change between an interruption and --resume
+_VOLATILE = {"resume", "overwrite", "progress", "workers", "device", "cache_images"}   # may change between an interruption and --resume
 
 def _prepare(cfg: FinetuneConfig, out: Path, part: Path):
     "Refuse what must not happen silently, then create (or reopen) the partial run and record its config."
@@ -858,12 +862,14 @@ def finetune(cfg: FinetuneConfig = None, **kwargs) -> dict:
         t0 = time.time()
         s, df, folds, extra = _samples(cfg)
         caches = {}
-        res = {k: train_fold(cfg, s, np.flatnonzero(folds != k), np.flatnonzero(folds == k), k, part, d, extra, caches)
-               for k in (cfg.fold_list() or range(cfg.folds))}
-        d.barrier()
-        if d.main:
-            for c in caches.values():
-                if c is not None: c.file.unlink(missing_ok=True)     # not part of the run folder
+        try:
+            res = {k: train_fold(cfg, s, np.flatnonzero(folds != k), np.flatnonzero(folds == k), k, part, d, extra,
+                                 caches) for k in (cfg.fold_list() or range(cfg.folds))}
+            d.barrier()
+        finally:   # the cache is not part of the run folder, finished or interrupted (a resume builds it again)
+            if d.main:
+                for c in caches.values():
+                    if c is not None: c.file.unlink(missing_ok=True)
         metrics = _finish(cfg, out, part, df, s, folds, res, d.world, time.time() - t0, extra) if d.main else None
         d.barrier()
         return metrics

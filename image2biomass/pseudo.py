@@ -96,7 +96,10 @@ def pseudo_labels(runs, # run folders whose mean prediction labels the images
 def _same_folds(runs, n_heads) -> bool:
     "Whether per-fold labels can be made: every run a heads run, all cross-validated on the same images and folds."
     from image2biomass.ensemble import load_oofs, EnsembleError
-    if n_heads != len(runs): return False
+    if n_heads != len(runs):
+        print("pseudo-labels: every fold's models label every fold (a fine-tuned run is among the runs); the OOF "
+              "score will be optimistic")
+        return False
     try: load_oofs(runs); return True
     except EnsembleError as e:
         print(f"pseudo-labels: every fold's models label every fold ({e}); the OOF score will be optimistic")
