@@ -783,7 +783,7 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
                                       state=st), ck)
             d.barrier()
             bar.update(1); bar.set_postfix(loss=f"{loss:.4f}", r2=f"{score:.4f}", best=f"{st['best']:.4f}")
-    writer.wait()                                              # the last state is on disk before the fold counts as done
+    writer.wait()                                         # the last state is on disk before the fold counts as done
     if swa is not None:                                        # the fold's model: the average of the last epochs
         v = _validate(swa.module, val_ds, cfg, d, len(va))
         st.update(best=weighted_r2(s.y[va], v["pred"]), best_epoch=st["epoch"], best_val=v)

@@ -457,7 +457,7 @@ def load_training_bags(cfg: TrainConfig) -> tuple: # (Bags, image ids, train fra
 def fold_rows(folds, # fold of each row: 0..K-1 a training image; -1 a pseudo-label for every fold; -2-k for fold k only
               k, # the fold
              ) -> tuple: # (training rows, validation rows)
-    "The rows fold k trains and validates on: pseudo-labelled rows only ever train, and a per-fold one only in its fold."
+    "The rows fold k trains and validates on: pseudo-labelled rows only train, a per-fold one only in its own fold."
     return np.flatnonzero((folds != k) & ((folds >= -1) | (folds == -2 - k))), np.flatnonzero(folds == k)
 
 def len_pseudo(cfg) -> int: return read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir).image_id.nunique()
