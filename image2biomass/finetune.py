@@ -22,7 +22,8 @@ from image2biomass.data import (
     read_pseudo_labels,
     MAX_PIXELS,
 )
-from .files import write_json, write_csv, save_tensors, load_state, StateError, StateWriter, partial_path
+from .files import (write_json, write_csv, save_tensors, load_state, StateError, StateWriter, partial_path,
+                                 atomic_path)
 from .tiling import layout_boxes, crop_tiles, location_areas
 from .clean import clean_image, draw_stamp
 from .backbones import load_backbone, rebuild_backbone, TimmFeatures, model_facts, VEGETATION, check_input
@@ -268,7 +269,7 @@ def build_image_cache(paths, # the photos (train and pseudo-labelled)
                       file, # where to write the cache
                       threads=1, # decoding threads (PIL and OpenCV release the GIL)
                      ) -> ImageCache:
-    "Decode, clean and shrink each photo once (see `cache_scale`); written to `file` (a temp name, then renamed)."
+    "Decode, clean and shrink each photo once (see `cache_scale`) into `file`, written atomically (`atomic_path`)."
     import cv2
     from concurrent.futures import ThreadPoolExecutor
     def one(p):
@@ -276,15 +277,10 @@ def build_image_cache(paths, # the photos (train and pseudo-labelled)
         (H, W), (sy, sx) = img.shape[:2], cache_scale(img.shape[:2], cfg, size)
         h, w = max(1, math.ceil(H * sy - 1e-6)), max(1, math.ceil(W * sx - 1e-6))   # 200 * (56 / 200) is 56.000001
         return (img if (h, w) == (H, W) else cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)), (H, W)
-    file, tmp, index, o = Path(file), Path(file).with_suffix(".tmp"), {}, 0
-    uniq = list(dict.fromkeys(str(p) for p in paths))
-    try:
-        with open(tmp, "wb") as f, ThreadPoolExecutor(max(1, threads)) as ex:
-            for p, (img, (H, W)) in zip(uniq, ex.map(one, uniq)):
-                f.write(np.ascontiguousarray(img).tobytes()); index[p] = (o, *img.shape[:2], H, W); o += img.size
-    except BaseException:   # an unreadable photo, a full disk, an interrupt: no half-written cache stays behind
-        tmp.unlink(missing_ok=True); raise
-    os.replace(tmp, file)
+    index, o, uniq = {}, 0, list(dict.fromkeys(str(p) for p in paths))
+    with atomic_path(file) as tmp, open(tmp, "wb") as f, ThreadPoolExecutor(max(1, threads)) as ex:
+        for p, (img, (H, W)) in zip(uniq, ex.map(one, uniq)):     # a failure leaves no half-written cache behind
+            f.write(np.ascontiguousarray(img).tobytes()); index[p] = (o, *img.shape[:2], H, W); o += img.size
     return ImageCache(file, index)
 
 # %% ../nbs/05b_finetune.ipynb #a5a6c426
@@ -529,8 +525,7 @@ def memory_plan(est: dict, # from `memory_estimate`
     if est["checkpointed"] <= room: return True
     raise ConfigError(f"this fold needs about {est['checkpointed']:.0f} GiB even with gradient checkpointing, and the "
                       f"GPU has {free_gib:.0f} GiB free: lower --batch-size (raise --accum to keep the effective "
-                      "batch) "
-                      "or --img-size")
+                      "batch) or --img-size")
 
 # %% ../nbs/05b_finetune.ipynb #8ca9ee4c
 def _rng_state() -> dict:

@@ -104,12 +104,12 @@ def _resume_equal(ds, tmp_path, extra, fault):
 
 @pytest.mark.slow
 def test_kill_then_resume_matches_uninterrupted(ds, tmp_path):
-    _resume_equal(ds, tmp_path, [], fault=4)                     # config, then fold 0: model + state per epoch
+    _resume_equal(ds, tmp_path, [], fault=5)           # config, the image cache, then fold 0: model + state per epoch
 
 
 @pytest.mark.slow
 def test_swa_with_ema_resumes_exactly_and_averages_the_last_epochs(ds, tmp_path):
-    _resume_equal(ds, tmp_path, ["--swa", "2", "--ema", "0.5", "--save-epochs"], fault=5)
+    _resume_equal(ds, tmp_path, ["--swa", "2", "--ema", "0.5", "--save-epochs"], fault=6)
     e1, e2, f = (load_file(tmp_path / "killed" / n) for n in ["fold1.epoch1.safetensors", "fold1.epoch2.safetensors", "fold1.safetensors"])
     for k in f:
         if f[k].is_floating_point(): torch.testing.assert_close(f[k], (e1[k] + e2[k]) / 2, rtol=1e-5, atol=1e-6)
@@ -117,11 +117,11 @@ def test_swa_with_ema_resumes_exactly_and_averages_the_last_epochs(ds, tmp_path)
 
 @pytest.mark.slow
 def test_lora_state_holds_no_frozen_weights_and_resumes_exactly(ds, tmp_path):
-    _resume_equal(ds, tmp_path, ["--lora-rank", "4", "--lr-backbone", "1e-2"], fault=4)
+    _resume_equal(ds, tmp_path, ["--lora-rank", "4", "--lr-backbone", "1e-2"], fault=5)
     from image2biomass.files import load_state
     args = ["train", "--data-dir", ds, "--layout", "full", "--epochs", 1, "--folds", 2, "--only-folds", "0", *TINY]
     r = subprocess.run([str(BIN / "image2biomass"), *map(str, args), "--lora-rank", "4", "--out", str(tmp_path / "st")],
-                       capture_output=True, text=True, env={**os.environ, "IMAGE2BIOMASS_FAULT": "write:4"})
+                       capture_output=True, text=True, env={**os.environ, "IMAGE2BIOMASS_FAULT": "write:5"})   # after the cache
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
     st = load_state(next((tmp_path / "st.partial").glob("fold0.last.safetensors")))["model"]
     assert any("lora_A" in k for k in st) and not [k for k in st if k.startswith("fx.") and "lora_" not in k]
@@ -159,7 +159,7 @@ def test_resume_refuses_changed_data(ds, tmp_path):
     args = ["train", "--data-dir", str(d), "--layout", "full", "--epochs", "2", "--folds", "2", *map(str, TINY),
             "--out", str(tmp_path / "r")]
     r = subprocess.run([str(BIN / "image2biomass"), *args], capture_output=True, text=True,
-                       env={**os.environ, "IMAGE2BIOMASS_FAULT": "write:4"})
+                       env={**os.environ, "IMAGE2BIOMASS_FAULT": "write:5"})   # after the cache
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
     df = pd.read_csv(d / "train.csv")
     df[df.image_path != df.image_path.iloc[0]].to_csv(d / "train.csv", index=False)
