@@ -24,7 +24,8 @@ rects = np.array([(x, y, x + t, y + t) for y in range(0, h - t + 1, t // 2) for 
 maps = [dict(rects=rects, grams=rng.gamma(2, 2, (len(rects), 3)), area=np.full(len(rects), 1 / len(rects)))
         for _ in ids]
 t0 = time.perf_counter()
-for i, q, m in zip(ids, paths, maps): save_figure(density_figure(load_image(q), m, i), tmp / "fresh" / f"{i}.png", dpi=80)
+for i, q, m in zip(ids, paths, maps):
+    save_figure(density_figure(load_image(q), m, i), tmp / "fresh" / f"{i}.png", dpi=80)
 fresh = time.perf_counter() - t0
 t0 = time.perf_counter(); write_maps(tmp / "reused", ids, paths, maps); reused = time.perf_counter() - t0
 record("bench_maps (density-map PNGs)", [

@@ -37,25 +37,30 @@ for k in range(2):
 print(json.dumps(out))
 '''
 
-p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-p.add_argument("revisions", nargs="+")
-a = p.parse_args()
-tmp = Path(tempfile.mkdtemp(prefix="i2b-rev-"))
-rows = []
-try:
-    for rev in a.revisions:
-        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True, text=True,
-                             check=True).stdout.strip()
-        wt = tmp / sha
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(wt), sha], capture_output=True,
-                       check=True)
-        r = subprocess.run([sys.executable, "-c", MEASURE, str(wt)], capture_output=True, text=True, cwd=tmp)
-        if r.returncode: raise SystemExit(f"{rev}: the measure failed:\n{r.stderr[-2000:]}")
-        first, second = json.loads(r.stdout.strip().splitlines()[-1])
-        rows.append(f"{rev} ({sha}): {first['seconds']:.1f} s first run (imports included), {second['seconds']:.1f} s "
-                    f"second ({second['epochs']} epochs, {1000 * second['seconds'] / second['epochs']:.0f} ms/epoch)")
-finally:
-    for wt in tmp.iterdir():
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(wt)], capture_output=True)
-record("bench_revisions (heads)", ["5-fold MIL CV, 357 x 15 x 1024 synthetic store, default TrainConfig of each "
-                                   "revision, one process per revision, in this order:", *rows])
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("revisions", nargs="+")
+    a = p.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="i2b-rev-"))
+    rows = []
+    try:
+        for rev in a.revisions:
+            sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+            wt = tmp / sha
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(wt), sha],
+                           capture_output=True, check=True)
+            r = subprocess.run([sys.executable, "-c", MEASURE, str(wt)], capture_output=True, text=True, cwd=tmp)
+            if r.returncode: raise SystemExit(f"{rev}: the measure failed:\n{r.stderr[-2000:]}")
+            first, second = json.loads(r.stdout.strip().splitlines()[-1])
+            rows.append(f"{rev} ({sha}): {first['seconds']:.1f} s first run (imports included), "
+                        f"{second['seconds']:.1f} s second ({second['epochs']} epochs, "
+                        f"{1000 * second['seconds'] / second['epochs']:.0f} ms/epoch)")
+    finally:
+        for wt in tmp.iterdir():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(wt)], capture_output=True)
+    record("bench_revisions (heads)", ["5-fold MIL CV, 357 x 15 x 1024 synthetic store, default TrainConfig of each "
+                                       "revision, one process per revision, in this order:", *rows])
+
+
+if __name__ == "__main__": main()

@@ -142,14 +142,23 @@ def _worker_init(_):
 
 # %% ../nbs/02c_extract.ipynb #c8bf7e04
 class TileBatcher:
-    "Packs tiles of consecutive images into fixed-size batches and hands back each image's features, in order."
-    def __init__(self, fn, batch_size):
-        self.fn, self.B = fn, batch_size
+    """Packs tiles of consecutive images into fixed-size batches and hands back each image's features, in order.
+    A batch's features are collected one batch late, so `fn` may return a tensor a GPU is still computing: with
+    `pinned`, it is copied to pinned host memory without waiting and the input batch is packed into one of two reused
+    pinned buffers (its copy to the GPU does not wait either), while the host packs the next batch and writes the
+    finished images."""
+    def __init__(self, fn, # (B, 3, S, S) uint8 batch -> (B, ...) features: a tensor (any device) or an array
+                 batch_size, # tiles per call of `fn`
+                 pinned=False, # reused pinned input buffers and asynchronous copies back (CUDA)
+                ):
+        self.fn, self.B, self.pinned = fn, batch_size, pinned
         self.queue = collections.deque()   # (image, tiles not yet run)
         self.parts = {}                    # image -> list of feature chunks
-        self.left = {}                     # image -> tiles still to run
+        self.left = {}                     # image -> tiles whose features are not collected yet
         self.order = collections.deque()   # images in arrival order
         self.buffered = 0
+        self.pending = None                # the last batch run: (features, CUDA event or None, owners)
+        self.bufs, self.flip = [], 0       # two pinned input buffers, used in turn
 
     def add(self, i, tiles):
         self.order.append(i); self.parts[i] = []; self.left[i] = len(tiles)
@@ -163,17 +172,38 @@ class TileBatcher:
             chunks.append(t[:k]); owners.append((i, k)); got += k
             if k == len(t): self.queue.popleft()
             else: self.queue[0] = (i, t[k:])
-        x = torch.cat(chunks)
-        if got < self.B: x = torch.cat([x, x.new_zeros((self.B - got, *x.shape[1:]))])  # constant batch shape
-        out = self.fn(x)[:got]
-        s = 0
+        out, ev = self.fn(self._pack(chunks, got))[:got], None
+        if self.pinned and torch.is_tensor(out) and out.is_cuda:
+            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True); host.copy_(out, non_blocking=True)
+            out, ev = host, torch.cuda.Event(); ev.record()
+        self._collect()                    # the batch before, finished (or nearly) while this one was packed
+        self.pending = (out, ev, owners); self.buffered -= got
+
+    def _pack(self, chunks, got):
+        "One (B, ...) batch: padded with zeros to a constant shape; in a reused pinned buffer when `pinned`."
+        shape = (self.B, *chunks[0].shape[1:])
+        if not self.pinned:
+            x = torch.cat(chunks)
+            return torch.cat([x, x.new_zeros((self.B - got, *shape[1:]))]) if got < self.B else x
+        if not self.bufs or self.bufs[0].shape != shape or self.bufs[0].dtype != chunks[0].dtype:
+            self.bufs = [torch.empty(shape, dtype=chunks[0].dtype, pin_memory=True) for _ in range(2)]
+        x, self.flip = self.bufs[self.flip], 1 - self.flip   # free: the batch that used it was collected
+        torch.cat(chunks, out=x[:got]); x[got:].zero_()
+        return x
+
+    def _collect(self):
+        if self.pending is None: return
+        out, ev, owners = self.pending; self.pending = None
+        if ev is not None: ev.synchronize()
+        out, s = out.numpy() if torch.is_tensor(out) else out, 0
         for i, k in owners:
             self.parts[i].append(out[s:s + k]); self.left[i] -= k; s += k
-        self.buffered -= got
 
     def ready(self, final=False):
-        "Run full batches (and the last partial one when `final`); yield (image, features) in arrival order."
+        """Run full batches (and the last partial one when `final`); yield (image, features) in arrival order: the
+        images whose every batch has been collected (all of them when `final`)."""
         while self.buffered >= self.B or (final and self.buffered > 0): self._run()
+        if final: self._collect()
         while self.order and self.left[self.order[0]] == 0:
             i = self.order.popleft(); p = self.parts.pop(i); self.left.pop(i)
             yield i, (np.concatenate(p) if p else None)
@@ -273,16 +303,16 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
         x = x.to(device, non_blocking=True)
         if invariant:
             with torch.inference_mode(): f = fx(x).float()
-            return f[:, None].expand(-1, len(views), -1).cpu().numpy()
+            return f[:, None].expand(-1, len(views), -1)
         xs = torch.cat([d4_tensor(x, v) for v in views]) if len(views) > 1 else x
         with torch.inference_mode(), amp: f = fx(xs.contiguous(memory_format=torch.channels_last)).float()
-        return f.view(len(views), len(x), -1).permute(1, 0, 2).cpu().numpy()
+        return f.view(len(views), len(x), -1).permute(1, 0, 2)   # on its device: TileBatcher copies it back
 
     ds = TileDataset(paths, boxes, sizes, list(range(start, len(ids))), size, cfg.layout, cfg.tile, cfg.clean, cfg.max_pixels)
-    dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=cfg.workers, pin_memory=device.type == "cuda",
+    dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=cfg.workers, pin_memory=False,  # the batcher pins
                                      persistent_workers=False, prefetch_factor=4 if cfg.workers else None,
                                      worker_init_fn=_worker_init if cfg.workers else None)
-    tb = TileBatcher(run, cfg.batch_size or (64 if device.type == "cuda" else 16))
+    tb = TileBatcher(run, cfg.batch_size or (64 if device.type == "cuda" else 16), pinned=device.type == "cuda")
     total_tiles = sum(len(b) for b in boxes[start:])
     bar = progress(None, cfg.progress, total=len(ids), initial=start, unit="img",
                    desc=f"extract {cfg.backbone}{f' shard {k}/{n}' if n > 1 else ''}")

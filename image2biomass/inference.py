@@ -304,7 +304,8 @@ def density_image(hw, # (height, width) of the photo
 def _density_layers(img, m) -> tuple: # (photo at most 640 px wide, (h, w, 3) density, titles of the 4 panels)
     import cv2
     hw, f = img.shape[:2], min(1.0, 640 / img.shape[1])
-    small = cv2.resize(img, (round(hw[1] * f), max(1, round(hw[0] * f))), interpolation=cv2.INTER_AREA) if f < 1 else img
+    small = (cv2.resize(img, (round(hw[1] * f), max(1, round(hw[0] * f))), interpolation=cv2.INTER_AREA) if f < 1
+             else img)
     d = density_image(hw, m["rects"], m["grams"], m["area"], step=max(4, hw[1] // 320))
     return small, d, [f"{n.replace('Dry_', '').replace('_g', '')}: {m['grams'][:, j].sum():.1f} g"
                       for j, n in enumerate(COMPONENTS)]
@@ -320,7 +321,8 @@ def draw_density(axs, # four axes: photo, Green, Dead, Clover
     ext = dict(extent=(0, img.shape[1], img.shape[0], 0))   # photo coordinates on every layer
     ims = [axs[0].imshow(small, **ext)]; axs[0].set_title(title or "photo"); axs[0].axis("off")
     for j, (ax, t, cmap) in enumerate(zip(axs[1:], titles, ["Greens", "YlOrBr", "BuPu"])):
-        ims += [ax.imshow(small.mean(2), cmap="gray", alpha=0.55, **ext), ax.imshow(d[..., j], cmap=cmap, alpha=0.7, **ext)]
+        ims += [ax.imshow(small.mean(2), cmap="gray", alpha=0.55, **ext),
+                ax.imshow(d[..., j], cmap=cmap, alpha=0.7, **ext)]
         ax.set_title(t); ax.axis("off")
         ax.figure.colorbar(ims[-1], ax=ax, fraction=0.03, pad=0.01, label="g per 1 % of the photo")
     return ims

@@ -51,7 +51,7 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     assert imports("data") == [(2, "inference")] and FLOOR["inference"] > FLOOR["data"]
 
 
-LONG_LINES_LEFT = 34   # issue O: lines over 120 characters still in the package; lower it as they go, never raise it
+LONG_LINES_LEFT = 33   # issue O: lines over 120 characters still in the package; lower it as they go, never raise it
 
 
 def test_no_new_long_lines():
