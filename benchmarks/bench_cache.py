@@ -22,7 +22,7 @@ tmp = Path(tempfile.mkdtemp())
 ds = make_synthetic_dataset(tmp / "data", n_train=a.n, n_test=1, size=(1000, 2000), seed=0, progress=False,
                             workers=usable_cores())
 paths = [ds / q for q in read_train(ds / "train.csv").image_path]
-cfg = FinetuneConfig(layout=a.layout, img_size=a.size, batch_size=8)
+cfg = FinetuneConfig(layout=a.layout, input_size=a.size, batch_size=8)
 t0 = time.perf_counter()
 cache = build_image_cache(paths, cfg, a.size, tmp / "cache.u8", threads=usable_cores())
 build = time.perf_counter() - t0

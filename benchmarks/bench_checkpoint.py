@@ -19,7 +19,7 @@ tmp = Path(tempfile.mkdtemp())
 
 
 def state(lora):
-    cfg = FinetuneConfig(backbone=a.backbone, random_init=True, img_size=224, layout="full", lora_rank=8 if lora else 0)
+    cfg = FinetuneConfig(backbone=a.backbone, random_init=True, input_size=224, layout="full", lora_rank=8 if lora else 0)
     model = build_model(cfg)
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
     for q in model.parameters():

@@ -45,7 +45,7 @@ def finetune_once(data, out) -> dict:
     from image2biomass.finetune import finetune
     if dev == "cuda": torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    m = finetune(data_dir=data, out=out, backbone=F_NAME, random_init=True, layout="halves", img_size=F_PX,
+    m = finetune(data_dir=data, out=out, backbone=F_NAME, random_init=True, layout="halves", input_size=F_PX,
                  batch_size=F_BATCH, accum=1, epochs=a.epochs, folds=5, only_folds="0", workers=a.workers, device=dev,
                  progress=False)
     s = time.perf_counter() - t0

@@ -724,7 +724,7 @@ def check_input(fx, # the extractor, on the device it will run on
     try: return feature_names(fx, size)
     except (RuntimeError, AssertionError, ValueError) as e:
         raise ValueError(f"backbone {name} cannot take {size} px input ({str(e).splitlines()[0][:160]}); choose "
-                         f"another --input-size / --img-size (a multiple of {fx.patch})") from None
+                         f"another --input-size (a multiple of {fx.patch})") from None
     finally: fx.train(was)
 
 def _create(timm_name, size, overrides, dynamic=False, device=None):

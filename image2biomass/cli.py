@@ -11,7 +11,8 @@ from .config import field_choices
 
 # %% auto #0
 __all__ = ['COMMANDS', 'DESCRIPTION', 'add_args', 'validate', 'folds', 'merge_stores_command', 'ensemble',
-           'train_ensemble_command', 'make_parser', 'parser_spec', 'spec_file', 'fast_parser', 'write_cli_spec', 'main']
+           'train_ensemble_command', 'make_parser', 'parser_spec', 'spec_file', 'fast_parser', 'write_cli_spec',
+           'current_flags', 'main']
 
 # %% ../nbs/08_cli.ipynb #53f12cb3
 def _arg(parser, name, p, doc, choices):
@@ -273,13 +274,28 @@ def _message(e) -> str|None:
     ):
         return os_error_message(e)
     if isinstance(e, MemoryError):
-        return "out of memory: use a smaller --batch-size, --tile or --input-size/--img-size, or fewer --workers"
+        return "out of memory: use a smaller --batch-size, --tile or --input-size, or fewer --workers"
     return None
 
 # %% ../nbs/08_cli.ipynb #4c67d2fd
+def current_flags(argv: list) -> list:
+    "`argv` with renamed options and values (`config.RENAMED`, `RENAMED_VALUES`) in today's words; a line for each."
+    from image2biomass.config import RENAMED, RENAMED_VALUES, flag
+    names, values = {flag(o): flag(n) for o, n in RENAMED.items()}, {flag(k): v for k, v in RENAMED_VALUES.items()}
+    def say(a, b): print(f"image2biomass: {a} is now {b}; the old name works until the next release", file=sys.stderr)
+    out, prev = [], None
+    for a in argv:
+        if not isinstance(a, str): out.append(a); prev = None; continue
+        f, eq, v = a.partition("=")
+        if f in names: say(f, names[f]); f = names[f]; a = f + eq + v
+        if eq and v in values.get(f, {}): say(a, f"{f} {values[f][v]}"); a = f"{f}={values[f][v]}"
+        elif a in values.get(prev, {}): say(f"{prev} {a}", f"{prev} {values[prev][a]}"); a = values[prev][a]
+        out.append(a); prev = f if not eq else None
+    return out
+
 def main(argv=None) -> int:
     "Entry point of the `image2biomass` console script; expected errors print one clear line and exit 2."
-    args = vars(fast_parser().parse_args(argv))
+    args = vars(fast_parser().parse_args(current_flags(sys.argv[1:] if argv is None else list(argv))))
     name = args.pop("command"); fn = args.pop("_fn", None) or _resolve(name)[0]   # the stage is imported only now
     try: fn(**args)
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ import dataclasses, math, os
 from typing import ClassVar, Literal, get_args, get_origin, get_type_hints
 
 # %% auto #0
-__all__ = ['ConfigError', 'flag', 'field_choices', 'validate', 'Config']
+__all__ = ['RENAMED', 'RENAMED_VALUES', 'ConfigError', 'flag', 'field_choices', 'validate', 'renamed', 'Config']
 
 # %% ../nbs/00b_config.ipynb #2bb93f12
 class ConfigError(ValueError):
@@ -53,9 +53,37 @@ def validate(cfg):
         setattr(cfg, f.name, _check(f.name, getattr(cfg, f.name), hints.get(f.name), type(cfg).bounds))
     return cfg
 
+# %% ../nbs/00b_config.ipynb #60cac955
+RENAMED = {"img_size": "input_size"}   # old option name -> its name now (accepted with a line, for one release)
+RENAMED_VALUES = {"layout": {"tiles": "grid"}}   # option -> {old value: its value now}
+
+def _say(msg):
+    import warnings
+    warnings.warn(f"{msg}; the old name works until the next release", FutureWarning, stacklevel=4)
+
+def renamed(settings: dict, # option name -> value (keyword arguments, kernel parameters, a stored config)
+            quiet=False, # translate without a line (a stored config: nothing the user typed)
+           ) -> dict:
+    "`settings` in today's option names and values."
+    out = {}
+    for k, v in settings.items():
+        if k in RENAMED:
+            if RENAMED[k] in settings: raise ConfigError(f"{flag(k)} and {flag(RENAMED[k])} are one option: give one")
+            if not quiet: _say(f"{flag(k)} is now {flag(RENAMED[k])}")
+            k = RENAMED[k]
+        if isinstance(v, str) and v in RENAMED_VALUES.get(k, {}):
+            if not quiet: _say(f"{flag(k)} {v!r} is now {flag(k)} {RENAMED_VALUES[k][v]!r}")
+            v = RENAMED_VALUES[k][v]
+        out[k] = v
+    return out
+
 # %% ../nbs/00b_config.ipynb #bf6fd205
 @dataclasses.dataclass
 class Config:
-    "Base of the stage configs: validated when made (and when `dataclasses.replace`d)."
+    "Base of the stage configs: validated when made (and when `dataclasses.replace`d); renamed values translated."
     bounds: ClassVar[dict] = {}  # field -> (min or None, max or None), inclusive
-    def __post_init__(self): validate(self)
+    def __post_init__(self):
+        for name, old in RENAMED_VALUES.items():
+            if isinstance(v := getattr(self, name, None), str) and v in old:
+                _say(f"{flag(name)} {v!r} is now {flag(name)} {old[v]!r}"); setattr(self, name, old[v])
+        validate(self)

@@ -210,8 +210,9 @@ def train_ensemble(backbones: list, # backbone names, e.g. dinov2_base convnext_
                   ) -> dict:
     """Fine-tune every backbone with the same settings and folds (out/<backbone>), then fit the ensemble; returns the
     spec."""
+    from image2biomass.config import renamed
     from image2biomass.finetune import finetune, FinetuneConfig
-    cfg = dataclasses.replace(cfg or FinetuneConfig(out="runs/ens"), **kwargs)
+    cfg = dataclasses.replace(cfg or FinetuneConfig(out="runs/ens"), **renamed(kwargs))
     out = Path(cfg.out)
     if weights_dir: os.environ["IMAGE2BIOMASS_WEIGHTS"] = str(weights_dir)
     runs = []

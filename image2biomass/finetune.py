@@ -1,4 +1,4 @@
-"""End-to-end training of a timm backbone with a biomass head: full image, two halves or tiles; the regimes of the top
+"""End-to-end training of a timm backbone with a biomass head: full image, two halves or a grid of tiles; the regimes of the top
 solutions (partial unfreezing, LoRA, SWA, pseudo-label rounds), density, interval and auxiliary heads, AMP,
 pickle-free resumable checkpoints and multi-GPU under torchrun."""
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch, torch.nn as nn
-from .config import Config, ConfigError
+from .config import Config, ConfigError, renamed
 from image2biomass.data import (
     TARGETS,
     read_train,
@@ -41,7 +41,7 @@ from .runtime import Dist, autocast, amp_dtype, set_threads, loader_workers, usa
 from .train_heads import plot_run, aux_targets, state_index, extra_metrics, AUX_NAMES
 
 # %% auto #0
-__all__ = ['LAYOUT_TILING', 'LORA_LAYERS', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples', 'ImageCache', 'cache_scale',
+__all__ = ['LORA_LAYERS', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples', 'ImageCache', 'cache_scale',
            'build_image_cache', 'CropDataset', 'FinetuneModel', 'unit_names', 'backbone_units', 'set_trainable',
            'blocks_at', 'add_lora', 'merge_lora', 'build_model', 'trained_state', 'make_optimiser', 'memory_estimate',
            'memory_plan', 'EpochSampler', 'train_fold', 'finetune']
@@ -55,14 +55,14 @@ class FinetuneConfig(Config):
     backbone: str = "dinov2_base"  # short or timm name, or auto (the architecture of --weights)
     weights: str = None  # weights file or folder (default: $IMAGE2BIOMASS_WEIGHTS, then the hub cache)
     random_init: bool = False  # no weights (tests only)
-    layout: Literal["full", "halves", "tiles"] = "halves"  # what the backbone sees of each photo
-    img_size: int = 518  # input side of each crop (rounded to the patch size)
-    tile: int = 518  # tiles layout: window in image pixels
-    stride: int = 400  # tiles layout: step in image pixels
+    layout: Literal["full", "halves", "grid"] = "halves"  # what the backbone sees of each photo
+    input_size: int = 518  # input side of each crop (rounded to the patch size)
+    tile: int = 518  # grid layout: window in image pixels
+    stride: int = 400  # grid layout: step in image pixels
     clean: Literal["none", "stamps"] = "none"  # inpaint the orange date stamp before cropping (training and prediction)
     max_pixels: int = MAX_PIXELS  # images with more pixels are refused before decoding (decompression bombs)
     allow_outside_paths: bool = False  # accept image paths (or symlinks) leading outside --data-dir
-    # auto: mil for tiles, mlp otherwise; density: grams per patch
+    # auto: mil for grid, mlp otherwise; density: grams per patch
     head: Literal["auto", "mlp", "mil", "composition", "density"] = "auto"
     loss: Literal["smoothl1", "ziln"] = "smoothl1"  # training loss on the targets
     targets: Literal[3, 5] = 5  # 5, or 3 (predict Green, Dead, Clover; derive GDM, Total)
@@ -114,7 +114,7 @@ class FinetuneConfig(Config):
     overwrite: bool = False  # replace an existing run folder (kept until the new run is complete)
     progress: bool = True  # progress bars
     bounds: ClassVar[dict] = dict(
-        img_size=(16, None),
+        input_size=(16, None),
         tile=(16, None),
         stride=(1, None),
         consistency_weight=(0, None),
@@ -194,7 +194,7 @@ def _schedule(self) -> list:
 FinetuneConfig.__post_init__, FinetuneConfig.fold_list, FinetuneConfig.schedule = _post_init, _fold_list, _schedule
 
 FinetuneConfig.head_kind = property(
-    lambda self: self.head if self.head != "auto" else ("mil" if self.layout == "tiles" else "mlp")
+    lambda self: self.head if self.head != "auto" else ("mil" if self.layout == "grid" else "mlp")
 )
 
 # %% ../nbs/05b_finetune.ipynb #ef3364eb
@@ -214,8 +214,6 @@ def make_aug(level="medium"):
 def sample_seed(*parts) -> int: return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 # %% ../nbs/05b_finetune.ipynb #3cd98912
-LAYOUT_TILING = {"full": "full", "halves": "halves", "tiles": "grid"}
-
 @dataclass
 class Samples:
     "What a fold trains or validates on, image-aligned."
@@ -258,7 +256,7 @@ def cache_scale(shape, # (H, W) of the photo
                 size, # the model's input side
                ) -> tuple: # (sy, sx) <= 1: the smallest shrink after which every crop is still >= size
     "How far a photo can be shrunk before cropping without any crop falling below the model's input size."
-    lay = LAYOUT_TILING[cfg.layout]
+    lay = cfg.layout
     b = layout_boxes(*shape, lay, cfg.tile, cfg.stride)
     side = lambda v: max(int(v.min()), cfg.tile) if lay == "grid" else int(v.min())   # grid: padded to the tile
     return min(1.0, size / side(b[:, 3] - b[:, 1])), min(1.0, size / side(b[:, 2] - b[:, 0]))
@@ -298,7 +296,7 @@ class CropDataset(torch.utils.data.Dataset):
         img, shape = self._photo(s.paths[i])
         rng = np.random.default_rng(sample_seed(c.seed, self.fold, epoch, i, 99))
         if self.train and c.aug_stamps and rng.random() < c.aug_stamps: img = draw_stamp(img, rng)
-        lay = LAYOUT_TILING[c.layout]
+        lay = c.layout
         boxes = layout_boxes(*shape, lay, c.tile, c.stride)                      # boxes of the photo as it is
         sy, sx = img.shape[0] / shape[0], img.shape[1] / shape[1]               # < 1 when the cache shrank it
         cb = boxes if (sy, sx) == (1, 1) else np.round(boxes * [sx, sy, sx, sy]).astype(np.int32)
@@ -429,7 +427,7 @@ def build_model(cfg: FinetuneConfig, # the run's settings
     else:
         with warnings.catch_warnings():
             if cfg.random_init: warnings.simplefilter("ignore")
-            fx, info = load_backbone(cfg.backbone, "mean", cfg.weights, cfg.random_init, cfg.img_size)   # ViTs and CNNs
+            fx, info = load_backbone(cfg.backbone, "mean", cfg.weights, cfg.random_init, cfg.input_size)   # ViT or CNN
         kind = "cls+mean" if fx.vit and getattr(fx.model, "cls_token", None) is not None else "mean"
         fx = TimmFeatures(fx.model, fx.spec, kind); info["kind"] = kind
     fx.model.train().requires_grad_(True)
@@ -483,7 +481,7 @@ def make_optimiser(model: FinetuneModel, # the fold's model
 
 # %% ../nbs/05b_finetune.ipynb #5455aea8
 def _crops(cfg: FinetuneConfig) -> int:
-    "Crops per photo the backbone sees (tiles: those of a 1000 x 2000 photo, the competition's size)."
+    "Crops per photo the backbone sees (grid: those of a 1000 x 2000 photo, the competition's size)."
     return {"full": 1, "halves": 2}.get(cfg.layout) or len(layout_boxes(1000, 2000, "grid", cfg.tile, cfg.stride))
 
 def memory_estimate(model: FinetuneModel, # the fold's model (its backbone may live on the meta device)
@@ -525,7 +523,7 @@ def memory_plan(est: dict, # from `memory_estimate`
     if est["checkpointed"] <= room: return True
     raise ConfigError(f"this fold needs about {est['checkpointed']:.0f} GiB even with gradient checkpointing, and the "
                       f"GPU has {free_gib:.0f} GiB free: lower --batch-size (raise --accum to keep the effective "
-                      "batch) or --img-size")
+                      "batch) or --input-size")
 
 # %% ../nbs/05b_finetune.ipynb #8ca9ee4c
 def _rng_state() -> dict:
@@ -809,7 +807,7 @@ def _prepare(cfg: FinetuneConfig, out: Path, part: Path):
         if read_config(part).get("data_sha256", data) != data:
             raise RunError(f"{part} was started on other data: {cfg.data_dir}/train.csv (or --pseudo-labels) changed "
                            "since; resume needs the same data: start again with --overwrite")
-        old = read_config(part)["config"]
+        old = renamed(read_config(part)["config"], quiet=True)   # a run started before a rename
         diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in _VOLATILE and old.get(k) != v}
         if diff:
             said = ", ".join(f"--{k.replace('_', '-')}: {a!r} then, {b!r} now" for k, (a, b) in list(diff.items())[:3])
@@ -845,7 +843,7 @@ def _samples(cfg: FinetuneConfig) -> tuple: # (Samples, train frame, folds, pseu
 # %% ../nbs/05b_finetune.ipynb #dd4e4661
 def finetune(cfg: FinetuneConfig = None, **kwargs) -> dict:
     "Cross-validated fine-tuning; writes runs/NAME like train-heads (oof.csv, metrics.json, fold checkpoints, plots)."
-    cfg = dataclasses.replace(cfg or FinetuneConfig(), **kwargs)
+    cfg = dataclasses.replace(cfg or FinetuneConfig(), **renamed(kwargs))   # old option names: a line each
     out = Path(cfg.out); part = partial_path(out)
     _refuse_pickles(out, part)
     if cfg.resume and out.exists() and not part.exists() and (out / "metrics.json").exists():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch
 from scipy.optimize import nnls
-from .config import Config, ConfigError
+from .config import Config, ConfigError, renamed
 from .runtime import set_threads, loader_workers
 from image2biomass.data import (
     TARGETS,
@@ -217,7 +217,7 @@ def _finetune_model(run, cj, fold_file, weights):
     info = cj["backbone"]
     cfg = FinetuneConfig(
         **{
-            **cj["config"],
+            **renamed(cj["config"], quiet=True),   # a run trained before an option was renamed
             "random_init": info["weights"] == "random-init",
             "weights": None if info["weights"] == "random-init" else (weights or info.get("weights_file")),
         }
@@ -252,7 +252,7 @@ def predict_finetune_run(run, # a fine-tuned run folder
                         ) -> dict:
     "dict(pred (n, 5) averaged over TTA views and folds, and for density runs maps of the un-augmented view)."
     from image2biomass.files import progress as progress_bar
-    from image2biomass.finetune import CropDataset, Samples, LAYOUT_TILING
+    from image2biomass.finetune import CropDataset, Samples
     from image2biomass.tiling import d4_tensor, view_indices, cell_rects, layout_boxes
     from image2biomass.runtime import resolve_device, autocast
     cj, dev = read_config(run), resolve_device(device)
@@ -273,7 +273,7 @@ def predict_finetune_run(run, # a fine-tuned run folder
     res = dict(pred=np.mean(preds, 0))
     if grams:
         from image2biomass.extract import image_size
-        G, lay = m.grid, LAYOUT_TILING[cfg.layout]
+        G, lay = m.grid, cfg.layout
         res["maps"] = []
         for k, p in enumerate(paths):
             hw = image_size(p); boxes = layout_boxes(*hw, lay, cfg.tile, cfg.stride)
@@ -444,10 +444,10 @@ def _check_options(cfg: PredictConfig, kinds, runs):
         raise ConfigError("--weights: these runs use the vegetation statistics, which have no weights")
 
 def _head_of(run) -> str:
-    "The head a run trained (fine-tuned auto: mil on tiles, mlp otherwise)."
+    "The head a run trained (fine-tuned auto: mil on a grid of tiles, mlp otherwise)."
     c = read_config(run).get("config", {})
     h = c.get("head", "")
-    return h if h != "auto" else ("mil" if c.get("layout") == "tiles" else "mlp")
+    return h if h != "auto" else ("mil" if renamed(c, quiet=True).get("layout") == "grid" else "mlp")
 
 # %% ../nbs/07_inference.ipynb #64e279fd
 def _predict_runs(cfg, runs, kinds, d, ids, paths) -> tuple: # ((runs, n, 5), maps of a density run or None, stores)

@@ -8,7 +8,7 @@ import contextlib, dataclasses, json, math, os, re, shutil, subprocess, sys
 from typing import get_type_hints
 from pathlib import Path
 from .data import make_synthetic_dataset
-from .config import ConfigError, field_choices, flag, _check as _check_field
+from .config import ConfigError, field_choices, flag, renamed, RENAMED, _check as _check_field
 from .runs import swap_in
 from .files import partial_path
 
@@ -156,7 +156,9 @@ def kernel_config(cls, # a stage's config class
     one `ConfigError` naming the *parameter* (`tile=-5`, not the CLI's `--tile -5`), raised before any work."""
     params = [n for n, *_ in kernel_fields(kernel)]
     names = [n for n, _, _, c in kernel_fields(kernel) if c is not None and n in {f.name for f in dataclasses.fields(cls)}]
-    try: return cls(**{**{n: ns[n] for n in names if n not in fixed}, **fixed})
+    given = {n: ns[n] for n in names if n not in fixed}
+    given.update(renamed({o: ns[o] for o, n in RENAMED.items() if o in ns and n in given}))   # old parameter names
+    try: return cls(**{**given, **fixed})
     except ConfigError as e: raise ConfigError(f"kernel parameter: {as_parameters(str(e), params)}") from None
 
 def as_parameters(message, # an error message that names CLI flags

@@ -112,7 +112,7 @@ def test_extract_every_kind_then_heads_then_predict(family, ds, tmp_path):
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_finetune_then_predict_with_tta(family, ds, tmp_path):
     name, out = FAMILIES[family][1], tmp_path / "ft"
-    run("train", "--data-dir", ds, "--backbone", name, "--random-init", "--layout", "full", "--img-size", 64,
+    run("train", "--data-dir", ds, "--backbone", name, "--random-init", "--layout", "full", "--input-size", 64,
         "--epochs", 1, "--folds", 2, "--batch-size", 4, "--accum", 1, "--workers", 0, "--no-progress", "--out", out,
         check=0)
     cfg = json.loads((out / "config.json").read_text())
@@ -133,7 +133,7 @@ def test_lora_adapters_all_receive_gradients(family):
     """After one step every injected adapter's B has a gradient and moved; on the second step every A has one too
     (B starts at zero, so A's first gradient is zero by construction)."""
     from image2biomass.finetune import FinetuneConfig, build_model
-    cfg = FinetuneConfig(backbone=FAMILIES[family][1], random_init=True, img_size=64, layout="full", lora_rank=2)
+    cfg = FinetuneConfig(backbone=FAMILIES[family][1], random_init=True, input_size=64, layout="full", lora_rank=2)
     m = build_model(cfg)
     adapters = {n: p for n, p in m.named_parameters() if "lora_" in n}
     assert adapters and len(m.info["lora_layers"]) * 2 == len(adapters)

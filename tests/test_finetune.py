@@ -7,7 +7,7 @@ import pytest, torch
 from safetensors.torch import load_file
 from conftest import cli, run, BIN
 
-TINY = ["--backbone", "test_vit", "--random-init", "--img-size", "32", "--tile", "64", "--stride", "64", "--batch-size", "4",
+TINY = ["--backbone", "test_vit", "--random-init", "--input-size", "32", "--tile", "64", "--stride", "64", "--batch-size", "4",
         "--accum", "2", "--workers", "0", "--no-progress"]
 
 
@@ -17,7 +17,7 @@ def ds(tmp_path_factory):
     return make_synthetic_dataset(tmp_path_factory.mktemp("ft") / "data", n_train=24, n_test=2, size=(64, 128), seed=3, progress=False)
 
 
-@pytest.mark.parametrize("layout", ["full", "halves", "tiles"])
+@pytest.mark.parametrize("layout", ["full", "halves", "grid"])
 def test_train_each_layout(ds, tmp_path, layout):
     out = tmp_path / layout
     run("train", "--data-dir", ds, "--out", out, "--layout", layout, "--epochs", 2, "--folds", 2, *TINY, check=0)
@@ -26,6 +26,23 @@ def test_train_each_layout(ds, tmp_path, layout):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["kind"] == "finetune" and cfg["backbone"]["weights"] == "random-init"
     assert sorted(p.name for p in out.glob("fold*")) == ["fold0.safetensors", "fold1.safetensors"]
+
+
+def test_old_option_names_still_work(ds, tmp_path):
+    """Renamed options (issue O): train's --img-size and --layout tiles work with one line each, and a run whose
+    config.json was written before the rename predicts exactly as it did, without a line (the user typed nothing)."""
+    out, old = tmp_path / "r", [("--img-size" if a == "--input-size" else a) for a in TINY]
+    r = run("train", "--data-dir", ds, "--out", out, "--layout", "tiles", "--epochs", 1, "--folds", 2, *old, check=0)
+    assert "--img-size is now --input-size" in r.stderr and "--layout tiles is now --layout grid" in r.stderr, r.stderr
+    c = json.loads((out / "config.json").read_text())
+    assert c["config"]["layout"] == "grid" and c["config"]["input_size"] == 32 and "img_size" not in c["config"]
+    pred = ["predict", "--runs", out, "--data-dir", ds, "--workers", 0, "--no-progress"]
+    run(*pred, "--out", tmp_path / "a.csv", check=0)
+    c["config"]["img_size"] = c["config"].pop("input_size"); c["config"]["layout"] = "tiles"
+    (out / "config.json").write_text(json.dumps(c))
+    r = run(*pred, "--out", tmp_path / "b.csv", check=0)
+    assert "is now" not in r.stderr, r.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv"))
 
 
 def test_image_cache_decodes_each_photo_once_per_run(ds, tmp_path, monkeypatch):
@@ -52,7 +69,7 @@ def _backbone(f):
 
 def test_train_blocks_and_unfreeze_schedule(ds, tmp_path):
     from image2biomass.finetune import build_model, FinetuneConfig
-    start = build_model(FinetuneConfig(backbone="test_vit", random_init=True, img_size=32, layout="full")).fx.model.state_dict()
+    start = build_model(FinetuneConfig(backbone="test_vit", random_init=True, input_size=32, layout="full")).fx.model.state_dict()
     n = sum(1 for k in start if k.endswith("norm1.weight"))
     args = ["train", "--data-dir", ds, "--layout", "full", "--epochs", 2, "--folds", 2, "--only-folds", "0", *TINY]
     run(*args, "--out", tmp_path / "k1", "--train-blocks", 1, check=0)
@@ -176,7 +193,7 @@ def test_state_every_writes_on_improvement_period_and_end(ds, tmp_path):
     real = StateWriter.write
     def spy(self, state, path): calls.append(state["state"]["epoch"]); return real(self, state, path)
     with mock.patch.object(StateWriter, "write", spy):
-        m = finetune(data_dir=str(ds), out=str(tmp_path / "r"), backbone="test_vit", random_init=True, img_size=32,
+        m = finetune(data_dir=str(ds), out=str(tmp_path / "r"), backbone="test_vit", random_init=True, input_size=32,
                      layout="full", batch_size=4, accum=1, epochs=5, folds=2, only_folds="0", patience=99,
                      workers=0, state_every=2, lr_backbone=1e-2, progress=False)
     curves = pd.read_csv(tmp_path / "r" / "curves.csv")

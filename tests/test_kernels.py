@@ -71,7 +71,7 @@ def test_finetune_kernel_and_parameters_checked_before_work(tmp_path):
     """The fine-tuning kernel runs on tiny data and prints what it used; a rerun replaces nothing unless overwrite=True;
     a bad parameter is refused before any extraction, named as the parameter (not the CLI flag)."""
     import papermill as pm
-    work, p = tmp_path / "w", dict(backbone="test_vit", random_init=True, layout="full", img_size=32, epochs=1, folds=2,
+    work, p = tmp_path / "w", dict(backbone="test_vit", random_init=True, layout="full", input_size=32, epochs=1, folds=2,
                                    batch_size=4, workers=0)
     nb = run_nb("finetune", tmp_path, work_dir=str(work), **p)
     assert json.loads((work / "runs" / "test_vit_finetune" / "metrics.json").read_text())["n_images"] == 24

@@ -58,7 +58,7 @@ def test_flagged_test_images_are_left_out(ds, tmp_path):
 
 
 def test_finetuned_one_round_continues_from_the_fold_models(ds, tmp_path):
-    tiny = ["--backbone", "test_vit", "--random-init", "--img-size", "32", "--batch-size", "4", "--workers", "0", "--no-progress"]
+    tiny = ["--backbone", "test_vit", "--random-init", "--input-size", "32", "--batch-size", "4", "--workers", "0", "--no-progress"]
     run("train", "--data-dir", ds, "--out", tmp_path / "ft", "--layout", "full", "--epochs", 2, "--folds", 2, *tiny, check=0)
     run("pseudo-label", "--runs", tmp_path / "ft", "--data-dir", ds, "--out", tmp_path / "ft_pl", "--rounds", 1, "--epochs", 1,
         "--workers", 0, "--no-progress", check=0)
