@@ -41,6 +41,8 @@ def _arg(parser, name, p, doc, choices):
 # %% ../nbs/08_cli.ipynb #b4e7a0e5
 @functools.cache
 def _docments(fn) -> dict:   # parsing the source is most of the full parser's build time
+    from image2biomass.config import field_docs   # a config: its groups' help too
+    if dataclasses.is_dataclass(fn): return field_docs(fn)
     from fastcore.docments import docments
     return docments(fn)
 

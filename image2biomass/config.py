@@ -9,7 +9,9 @@ import dataclasses, math, os
 from typing import ClassVar, Literal, get_args, get_origin, get_type_hints
 
 # %% auto #0
-__all__ = ['RENAMED', 'RENAMED_VALUES', 'ConfigError', 'flag', 'field_choices', 'validate', 'renamed', 'Config']
+__all__ = ['RENAMED', 'RENAMED_VALUES', 'MAX_PIXELS', 'ConfigError', 'flag', 'field_choices', 'bounds_of', 'validate', 'renamed',
+           'Config', 'ImageOptions', 'BackboneOptions', 'LayoutOptions', 'HeadOptions', 'PseudoOptions', 'CVOptions',
+           'RuntimeOptions', 'OutputOptions', 'field_docs']
 
 # %% ../nbs/00b_config.ipynb #2bb93f12
 class ConfigError(ValueError):
@@ -46,11 +48,15 @@ def _check(name, v, t, bounds):
     if hi is not None and v > hi: raise ConfigError(f"{flag(name)} {v}: must be <= {hi}")
     return v
 
+def bounds_of(cls) -> dict:
+    "The bounds of a config class and of every group it is built from (a class's own entry wins)."
+    return {k: v for c in reversed(cls.__mro__) for k, v in vars(c).get("bounds", {}).items()}
+
 def validate(cfg):
     "Check every field of a config dataclass against its type, `Literal` choices and `bounds`; returns it."
     hints = get_type_hints(type(cfg))
     for f in dataclasses.fields(cfg):
-        setattr(cfg, f.name, _check(f.name, getattr(cfg, f.name), hints.get(f.name), type(cfg).bounds))
+        setattr(cfg, f.name, _check(f.name, getattr(cfg, f.name), hints.get(f.name), bounds_of(type(cfg))))
     return cfg
 
 # %% ../nbs/00b_config.ipynb #60cac955
@@ -87,3 +93,86 @@ class Config:
             if isinstance(v := getattr(self, name, None), str) and v in old:
                 _say(f"{flag(name)} {v!r} is now {flag(name)} {old[v]!r}"); setattr(self, name, old[v])
         validate(self)
+
+# %% ../nbs/00b_config.ipynb #4c946bf5
+MAX_PIXELS = 100_000_000  # default size cap: 50x a 1000x2000 photo; bigger headers are refused before decoding
+
+@dataclasses.dataclass
+class ImageOptions(Config):
+    "Where the photos are, and which files may be read."
+    data_dir: str = "data/synth"  # folder holding train.csv / test.csv and the train/ and test/ images
+    max_pixels: int = MAX_PIXELS  # images with more pixels are refused before decoding (decompression bombs)
+    allow_outside_paths: bool = False  # accept image paths (or symlinks) leading outside --data-dir
+    bounds: ClassVar[dict] = dict(max_pixels=(1, None))
+
+@dataclasses.dataclass
+class BackboneOptions(Config):
+    "The backbone and its checkpoint."
+    backbone: str = "dinov2_base"  # short or timm name, or auto (the architecture of --weights)
+    # weights file, transformers folder, or folder holding one (default: $IMAGE2BIOMASS_WEIGHTS, then the hub cache)
+    weights: str = None
+    random_init: bool = False  # run without weights (tests only; recorded in the run and the store fingerprint)
+
+@dataclasses.dataclass
+class LayoutOptions(Config):
+    "How a photo is cut for the backbone."
+    layout: Literal["grid", "halves", "full"] = "grid"  # a grid of tiles, the two halves, or the full photo
+    tile: int = 518  # grid layout: window in image pixels
+    stride: int = 400  # grid layout: step in image pixels
+    # model input side, rounded to the patch size; 0 = the tile size for grid, the backbone's native size otherwise
+    input_size: int = 0
+    clean: Literal["none", "stamps"] = "none"  # inpaint the orange date stamp before cutting (fingerprinted)
+    bounds: ClassVar[dict] = dict(tile=(16, None), stride=(1, None), input_size=(0, 8192))
+
+# %% ../nbs/00b_config.ipynb #c5007ed0
+@dataclasses.dataclass
+class HeadOptions(Config):
+    "What a head predicts beside the five targets, and its loss."
+    loss: Literal["smoothl1", "ziln"] = "smoothl1"  # training loss on the targets
+    targets: Literal[3, 5] = 5  # 5: predict all five; 3: predict Green, Dead, Clover and derive GDM and Total
+    consistency_weight: float = 0.01  # mass-balance penalty (grams) for heads predicting all five targets
+    aux: bool = False  # also predict NDVI, height, Green/Total, Dead/Total (standardised) and State (4 classes)
+    aux_weight: float = 0.2  # weight of the auxiliary losses
+    # interval heads: K-bin classification of each predicted target (bins at training quantiles); 0 = off
+    aux_bins: int = 0
+    aux_bins_weight: float = 0.3  # weight of the interval cross-entropy
+    bounds: ClassVar[dict] = dict(consistency_weight=(0, None), aux_weight=(0, None), aux_bins=(0, 100),
+                                  aux_bins_weight=(0, None))
+
+@dataclasses.dataclass
+class PseudoOptions(Config):
+    "Pseudo-labelled test photos added to training."
+    # CSV of pseudo-labelled test images (image_id, image_path, 5 targets; optional fold) added to the training sets
+    pseudo_labels: str = ""
+    pseudo_weight: float = 1.0  # sample weight of the pseudo-labelled images
+    bounds: ClassVar[dict] = dict(pseudo_weight=(0, None))
+
+@dataclasses.dataclass
+class CVOptions(Config):
+    "Grouped cross-validation."
+    folds: int = 5  # CV folds, grouped by sampling date
+    seed: int = 0  # seed of folds, initialisation, data order and augmentation
+    bounds: ClassVar[dict] = dict(folds=(2, None))
+
+@dataclasses.dataclass
+class RuntimeOptions(Config):
+    "Where a stage runs."
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    workers: int = -1  # DataLoader processes (-1: by device, see loader_workers)
+    bounds: ClassVar[dict] = dict(workers=(-1, None))
+
+@dataclasses.dataclass
+class OutputOptions(Config):
+    "What a stage does with what it writes."
+    overwrite: bool = False  # replace an existing output (kept until the new one is complete)
+    progress: bool = True  # progress bars and a summary line
+
+# %% ../nbs/00b_config.ipynb #e2ac9eca
+def field_docs(cls) -> dict:
+    "Each field's help: the comment on (or above) its line, in the class that declares it last."
+    from fastcore.docments import docments
+    out = {}
+    for c in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(c) and "__annotations__" in vars(c):
+            out.update({k: v for k, v in docments(c).items() if v and k in vars(c)["__annotations__"]})
+    return out

@@ -11,10 +11,10 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
 # sklearn (1.5 s to import) loads where it is used: extraction and the CLI never pay for it
 
 # %% auto #0
-__all__ = ['TARGETS', 'WEIGHTS', 'TARGET_WEIGHTS', 'TRAIN_COLUMNS', 'TEST_COLUMNS', 'META', 'MAX_PIXELS', 'STATE_SHARE',
-           'SPECIES', 'DataError', 'ImageError', 'read_train', 'read_pseudo_labels', 'find_real_csvs', 'read_test',
-           'to_submission', 'weighted_r2', 'r2_breakdown', 'mass_balance', 'make_folds', 'open_image', 'load_image',
-           'render_pasture', 'make_synthetic_dataset', 'read_labels', 'summarize', 'describe_dataset', 'plot_overview']
+__all__ = ['TARGETS', 'WEIGHTS', 'TARGET_WEIGHTS', 'TRAIN_COLUMNS', 'TEST_COLUMNS', 'META', 'STATE_SHARE', 'SPECIES', 'DataError',
+           'ImageError', 'read_train', 'read_pseudo_labels', 'find_real_csvs', 'read_test', 'to_submission',
+           'weighted_r2', 'r2_breakdown', 'mass_balance', 'make_folds', 'open_image', 'load_image', 'render_pasture',
+           'make_synthetic_dataset', 'read_labels', 'summarize', 'describe_dataset', 'plot_overview']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 TARGETS = ["Dry_Clover_g", "Dry_Dead_g", "Dry_Green_g", "Dry_Total_g", "GDM_g"]  # submission order
@@ -294,7 +294,7 @@ def _to_uint8_rgb(im: Image.Image) -> np.ndarray:
     if im.mode != "RGB": im = im.convert("RGB")  # L, LA, RGBA (alpha dropped), CMYK, YCbCr, 1
     return np.asarray(im)
 
-MAX_PIXELS = 100_000_000  # default size cap: 50x a 1000x2000 photo; bigger headers are refused before decoding
+from .config import MAX_PIXELS   # the default size cap, with the option groups that use it
 
 # %% ../nbs/00_data.ipynb #587e406c
 def open_image(path, # image file

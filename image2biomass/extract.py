@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from . import __version__
 from typing import ClassVar, Literal
 from .config import Config, ConfigError
+from .config import OutputOptions, RuntimeOptions, ImageOptions, BackboneOptions, LayoutOptions
 from .files import check_output
 from .runtime import resolve_device, autocast, Dist, set_threads, loader_workers
 from .data import read_train, read_test, load_image, open_image, ImageError, MAX_PIXELS
@@ -28,50 +29,25 @@ __all__ = ['LAST_RUN', 'ExtractConfig', 'image_size', 'list_images', 'TileDatase
 
 # %% ../nbs/02c_extract.ipynb #b17e8cb9
 @dataclass
-class ExtractConfig(Config):
-    "Settings of a feature extraction."
-    data_dir: str = "data/synth"  # folder holding train.csv / test.csv and the train/ and test/ images
+class ExtractConfig(OutputOptions, RuntimeOptions, LayoutOptions, BackboneOptions, ImageOptions):  # groups: see config
+    "Settings of a feature extraction: its own options and those of the groups it is built from."
+    # short name (dinov2_base, dinov3_large, ...), any timm name, auto (from the weights), or vegetation
+    backbone: str = VEGETATION
     split: Literal["train", "test"] = "train"  # which CSV's images
     # the feature store to write (written as OUT.partial, resumed if made with the same settings)
     out: str = "features.h5"
-    # short name (dinov2_base, dinov3_large, ...), any timm name, auto (from the weights), or vegetation
-    backbone: str = VEGETATION
-    # weights file, transformers folder, or folder holding one (default: $IMAGE2BIOMASS_WEIGHTS, then the hub cache)
-    weights: str = None
-    random_init: bool = False  # run without weights (tests only; recorded in the fingerprint)
     # auto (cls for ViTs and ConvNeXt, mean for ResNet, EfficientNet, Swin and other CNNs) | cls | mean | cls+mean |
     # max | gem | lastk:K | grid:G | "layers:-1,-4 pool:cls,mean,max,gem" (ignored by vegetation)
     feature: str = "auto"
     scales: str = "1.0"  # comma-separated factors the tile is re-sampled by, one forward pass each (e.g. 1.0,0.75)
-    layout: Literal["grid", "halves", "full"] = "grid"  # how a photo is cut into tiles
-    clean: Literal["none", "stamps"] = "none"  # inpaint the orange date stamp before tiling (fingerprinted)
-    tile: int = 518  # grid window in image pixels
-    stride: int = 400  # grid step in image pixels
-    # model input side, rounded to the patch size; 0 = the tile size for grid, the backbone's native size for
-    # halves/full
-    input_size: int = 0
     views: Literal["none", "flips", "d4"] = "none"  # transformed copies of each tile, stored as a views axis
     batch_size: int = 0  # tiles per forward pass, packed across images; 0 = 16 on CPU (measured fastest), 64 on CUDA
-    workers: int = -1  # DataLoader processes decoding and tiling images (-1: by device, see loader_workers)
     dtype: Literal["float16", "float32"] = "float16"  # stored feature type
     compression: Literal["none", "lzf"] = "none"  # applied once the store is complete
     on_error: Literal["stop", "skip"] = "stop"  # what to do with an unreadable (or oversized) image
-    max_pixels: int = MAX_PIXELS  # images with more pixels are refused before decoding (decompression bombs)
-    allow_outside_paths: bool = False  # accept image paths (or symlinks) leading outside --data-dir
     shard: str = ""  # i/N: extract only images j with j % N == i (set automatically under torchrun)
-    overwrite: bool = False  # replace a store made with other settings (kept until the new one is complete)
     commit_every: int = 8  # images per durable commit
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    progress: bool = True  # show a progress bar
-    bounds: ClassVar[dict] = dict(
-        tile=(16, None),
-        stride=(1, None),
-        input_size=(0, 8192),
-        batch_size=(0, None),
-        workers=(-1, None),
-        max_pixels=(1, None),
-        commit_every=(1, None),
-    )
+    bounds: ClassVar[dict] = dict(batch_size=(0, None), commit_every=(1, None))
 
     def __post_init__(self):
         super().__post_init__()

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from .config import Config, ConfigError, renamed
+from .config import (OutputOptions, RuntimeOptions, ImageOptions, BackboneOptions, LayoutOptions,
+                                  HeadOptions, PseudoOptions, CVOptions)
 from image2biomass.data import (
     TARGETS,
     read_train,
@@ -41,40 +43,42 @@ from .runtime import Dist, autocast, amp_dtype, set_threads, loader_workers, usa
 from .train_heads import plot_run, aux_targets, state_index, extra_metrics, AUX_NAMES
 
 # %% auto #0
-__all__ = ['LORA_LAYERS', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples', 'ImageCache', 'cache_scale',
-           'build_image_cache', 'CropDataset', 'FinetuneModel', 'unit_names', 'backbone_units', 'set_trainable',
-           'blocks_at', 'add_lora', 'merge_lora', 'build_model', 'trained_state', 'make_optimiser', 'memory_estimate',
-           'memory_plan', 'EpochSampler', 'train_fold', 'finetune']
+__all__ = ['LORA_LAYERS', 'LoraOptions', 'UnfreezeOptions', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples', 'ImageCache',
+           'cache_scale', 'build_image_cache', 'CropDataset', 'FinetuneModel', 'unit_names', 'backbone_units',
+           'set_trainable', 'blocks_at', 'add_lora', 'merge_lora', 'build_model', 'trained_state', 'make_optimiser',
+           'memory_estimate', 'memory_plan', 'EpochSampler', 'train_fold', 'finetune']
 
 # %% ../nbs/05b_finetune.ipynb #b0866c38
 @dataclass
-class FinetuneConfig(Config):
-    "Settings of an end-to-end fine-tuning run."
-    data_dir: str = "data/synth"  # folder holding train.csv and train/
+class LoraOptions(Config):
+    "LoRA adapters on a frozen backbone (peft)."
+    lora_rank: int = 0  # LoRA adapters (peft) of this rank; the backbone's own weights stay frozen; 0 = off
+    lora_alpha: float = 0.0  # LoRA scaling numerator; 0 = twice the rank
+    lora_blocks: int = 0  # LoRA on the last K blocks; 0 = all
+    lora_targets: str = "qkv"  # comma-separated layers of each block: qkv | proj | mlp
+    bounds: ClassVar[dict] = dict(lora_rank=(0, None), lora_alpha=(0, None), lora_blocks=(0, None))
+
+@dataclass
+class UnfreezeOptions(Config):
+    "Which backbone blocks train, and at what learning rate."
+    freeze_epochs: int = 0  # epochs with the whole backbone frozen before the blocks below train
+    train_blocks: int = 0  # only the last K blocks (CNN: stages) of the backbone train, the rest frozen; 0 = all
+    # schedule epoch:blocks, e.g. "0:2,5:6,10:all" (the last 2 blocks train, from epoch 5 the last 6...)
+    unfreeze: str = ""
+    layer_decay: float = 1.0  # layer-wise LR decay of the backbone (e.g. 0.75); 1 = off
+    bounds: ClassVar[dict] = dict(freeze_epochs=(0, None), train_blocks=(0, None), layer_decay=(0.01, 1))
+
+@dataclass
+class FinetuneConfig(OutputOptions, RuntimeOptions, UnfreezeOptions, LoraOptions, CVOptions, PseudoOptions,
+                     HeadOptions, LayoutOptions, BackboneOptions, ImageOptions):   # groups last-first: see config
+    "Settings of an end-to-end fine-tuning run: its own options and those of the groups it is built from."
     out: str = "runs/finetune"  # run folder (same layout as train-heads runs)
-    backbone: str = "dinov2_base"  # short or timm name, or auto (the architecture of --weights)
-    weights: str = None  # weights file or folder (default: $IMAGE2BIOMASS_WEIGHTS, then the hub cache)
-    random_init: bool = False  # no weights (tests only)
-    layout: Literal["full", "halves", "grid"] = "halves"  # what the backbone sees of each photo
+    layout: Literal["grid", "halves", "full"] = "halves"  # what the backbone sees of each photo
     input_size: int = 518  # input side of each crop (rounded to the patch size)
-    tile: int = 518  # grid layout: window in image pixels
-    stride: int = 400  # grid layout: step in image pixels
-    clean: Literal["none", "stamps"] = "none"  # inpaint the orange date stamp before cropping (training and prediction)
-    max_pixels: int = MAX_PIXELS  # images with more pixels are refused before decoding (decompression bombs)
-    allow_outside_paths: bool = False  # accept image paths (or symlinks) leading outside --data-dir
     # auto: mil for grid, mlp otherwise; density: grams per patch
     head: Literal["auto", "mlp", "mil", "composition", "density"] = "auto"
-    loss: Literal["smoothl1", "ziln"] = "smoothl1"  # training loss on the targets
-    targets: Literal[3, 5] = 5  # 5, or 3 (predict Green, Dead, Clover; derive GDM, Total)
-    consistency_weight: float = 0.01  # mass-balance penalty for heads predicting all five
-    aux: bool = False  # also predict NDVI, height, Green/Total, Dead/Total and State (4 classes) as auxiliary targets
-    aux_weight: float = 0.2  # weight of the auxiliary losses
-    aux_bins: int = 0  # interval heads: K-bin classification of each predicted target; 0 = off
-    aux_bins_weight: float = 0.3  # weight of the interval cross-entropy
     epochs: int = 30  # maximum epochs per fold
-    folds: int = 5  # CV folds grouped by sampling date
     only_folds: str = ""  # comma-separated fold indices to run (default: all)
-    seed: int = 0  # seed of folds, initialisation, data order, augmentation and dropout
     aug: Literal["none", "light", "medium", "heavy"] = "medium"  # crop augmentation level
     aug_stamps: float = 0.0  # probability of drawing a random orange date stamp on a training photo
     batch_size: int = 32  # images per step per process
@@ -83,21 +87,9 @@ class FinetuneConfig(Config):
     lr_head: float = 1e-3  # head (and fusion layer) learning rate
     weight_decay: float = 1e-2  # AdamW weight decay
     warmup: float = 0.05  # fraction of optimiser steps with linear warm-up, then cosine
-    layer_decay: float = 1.0  # layer-wise LR decay of the backbone (e.g. 0.75); 1 = off
-    freeze_epochs: int = 0  # epochs with the whole backbone frozen before the blocks below train
-    train_blocks: int = 0  # only the last K blocks (CNN: stages) of the backbone train, the rest frozen; 0 = all
-    # schedule epoch:blocks, e.g. "0:2,5:6,10:all" (the last 2 blocks train, from epoch 5 the last 6...)
-    unfreeze: str = ""
-    lora_rank: int = 0  # LoRA adapters (peft) of this rank; the backbone's own weights stay frozen; 0 = off
-    lora_alpha: float = 0.0  # LoRA scaling numerator; 0 = twice the rank
-    lora_blocks: int = 0  # LoRA on the last K blocks; 0 = all
-    lora_targets: str = "qkv"  # comma-separated layers of each block: qkv | proj | mlp
     swa: int = 0  # average the weights of the last N epochs (torch.optim.swa_utils) as the fold's model; 0 = off
     save_epochs: bool = False  # also keep every epoch's weights (fold{k}.epoch{e}.safetensors)
     init_from: str = ""  # a fine-tuned run whose fold models start each fold (pseudo-label rounds)
-    # CSV of pseudo-labelled images (image_id, image_path, 5 targets) added to every fold's training set
-    pseudo_labels: str = ""
-    pseudo_weight: float = 1.0  # sample weight of the pseudo-labelled images
     grad_checkpointing: bool = False  # trade compute for memory (timm set_grad_checkpointing)
     # write the resume state every N epochs (also when the fold improves and when it ends), from a background thread
     state_every: int = 1
@@ -105,46 +97,14 @@ class FinetuneConfig(Config):
     clip_grad: float = 1.0  # gradient norm clipping (0 = off)
     ema: float = 0.0  # EMA decay of the weights (e.g. 0.999; 0 = off); evaluation uses the EMA weights
     amp: Literal["auto", "bf16", "fp16", "none"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
-    workers: int = -1  # DataLoader processes (-1: by device, see loader_workers)
     # decode, clean and shrink each photo once per run into a memory-mapped file in the partial run folder (removed
     # when the run ends); off: every epoch decodes every photo again
     cache_images: bool = True
-    device: str = "auto"  # auto | cpu | cuda
     resume: bool = False  # continue an interrupted run exactly where it stopped
-    overwrite: bool = False  # replace an existing run folder (kept until the new run is complete)
-    progress: bool = True  # progress bars
-    bounds: ClassVar[dict] = dict(
-        input_size=(16, None),
-        tile=(16, None),
-        stride=(1, None),
-        consistency_weight=(0, None),
-        aux_weight=(0, None),
-        aux_bins=(0, 100),
-        aux_bins_weight=(0, None),
-        epochs=(1, None),
-        folds=(2, None),
-        aug_stamps=(0, 1),
-        batch_size=(1, None),
-        accum=(1, None),
-        lr_backbone=(0, 10),
-        lr_head=(0, 10),
-        weight_decay=(0, None),
-        warmup=(0, 1),
-        layer_decay=(0.01, 1),
-        freeze_epochs=(0, None),
-        train_blocks=(0, None),
-        lora_rank=(0, None),
-        lora_alpha=(0, None),
-        lora_blocks=(0, None),
-        swa=(0, None),
-        pseudo_weight=(0, None),
-        patience=(1, None),
-        state_every=(1, None),
-        clip_grad=(0, None),
-        ema=(0, 0.99999),
-        workers=(-1, None),
-        max_pixels=(1, None),
-    )
+    bounds: ClassVar[dict] = dict(input_size=(16, None), epochs=(1, None), aug_stamps=(0, 1), batch_size=(1, None),
+                                  accum=(1, None), lr_backbone=(0, 10), lr_head=(0, 10), weight_decay=(0, None),
+                                  warmup=(0, 1), swa=(0, None), patience=(1, None), state_every=(1, None),
+                                  clip_grad=(0, None), ema=(0, 0.99999))
 
 # %% ../nbs/05b_finetune.ipynb #687c211a
 def _post_init(self):

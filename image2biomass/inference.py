@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch
 from scipy.optimize import nnls
 from .config import Config, ConfigError, renamed
+from .config import OutputOptions, RuntimeOptions, ImageOptions
 from .runtime import set_threads, loader_workers
 from image2biomass.data import (
     TARGETS,
@@ -389,11 +390,10 @@ def apply_state_rules(pred, # (n, 5) balanced grams
 
 # %% ../nbs/07_inference.ipynb #e54414a7
 @dataclass
-class PredictConfig(Config):
-    "Settings of a prediction: runs or an ensemble spec -> submission.csv."
+class PredictConfig(OutputOptions, RuntimeOptions, ImageOptions):   # groups last-first: see config
+    "Settings of a prediction: runs or an ensemble spec -> submission.csv (and the options of its groups)."
     runs: tuple = ()  # run folders to average (ignored with --ensemble)
     ensemble: str = ""  # ensemble spec (from image2biomass ensemble / train-ensemble)
-    data_dir: str = "data/synth"  # folder holding test.csv (and sample_submission.csv) and the test/ images
     split: Literal["test", "train"] = "test"  # train: score the runs on their own training images
     out: str = "submission.csv"  # the submission to write
     # test-time augmentation of fine-tuned runs (heads average the store's views)
@@ -407,14 +407,8 @@ class PredictConfig(Config):
     # long CSV: sample_id,image_id,target_name,prediction,lower,upper,ood,ood_reason (intervals and out-of-range flags)
     detail: str = ""
     interval: float = 0.9  # coverage of --detail's conformal intervals, 0.5 to 0.99 (from the runs' out-of-fold residuals)
-    max_pixels: int = MAX_PIXELS  # images with more pixels are refused before decoding (decompression bombs)
-    allow_outside_paths: bool = False  # accept image paths (or symlinks) leading outside --data-dir
     batch_size: int = 0  # images or tiles per forward pass (0: automatic)
-    workers: int = -1  # DataLoader processes (-1: by device, see loader_workers)
-    device: str = "auto"  # auto | cpu | cuda
-    overwrite: bool = False  # replace an existing submission file (only once the new one is complete)
-    progress: bool = True  # progress bars
-    bounds: ClassVar[dict] = dict(state_threshold=(0, 1), batch_size=(0, None), workers=(-1, None), max_pixels=(1, None),
+    bounds: ClassVar[dict] = dict(state_threshold=(0, 1), batch_size=(0, None),
                                   interval=(0.5, 0.99))
 
 # %% ../nbs/07_inference.ipynb #4f4b124f

@@ -8,7 +8,7 @@ import contextlib, dataclasses, json, math, os, re, shutil, subprocess, sys
 from typing import get_type_hints
 from pathlib import Path
 from .data import make_synthetic_dataset
-from .config import ConfigError, field_choices, flag, renamed, RENAMED, _check as _check_field
+from .config import ConfigError, field_choices, field_docs, flag, renamed, RENAMED, bounds_of, _check as _check_field
 from .runs import swap_in
 from .files import partial_path
 
@@ -125,11 +125,10 @@ def _config_class(module, name):
 
 def kernel_fields(kernel) -> list:
     "[(name, default, help, config class or None)] of a kernel's parameters, in cell order."
-    from fastcore.docments import docments
     out, seen = [(n, d, h, None) for n, d, h in KERNEL_EXTRAS[kernel]], {n for n, *_ in KERNEL_EXTRAS[kernel]}
     for module, cls_name, names in KERNEL_FIELDS[kernel]:
         cls = _config_class(module, cls_name)
-        fs, docs = {f.name: f for f in dataclasses.fields(cls)}, docments(cls)
+        fs, docs = {f.name: f for f in dataclasses.fields(cls)}, field_docs(cls)
         if names[:1] == ["all"]: names = [n for n in fs if n not in names[2:]]
         out += [(n, fs[n].default, docs.get(n) or "", cls) for n in names if n not in seen]
         seen |= set(names)
@@ -248,7 +247,7 @@ def kernel_params(kernel, # extract | train | infer
         if cls is None and type(v) is not type(d):
             raise ConfigError(f"--params {k!r}: {v!r} is not a {type(d).__name__}")
         if cls is not None:                                        # the field's own check: type, choices, bounds
-            try: v = _check_field(k, v, get_type_hints(cls).get(k), cls.bounds)
+            try: v = _check_field(k, v, get_type_hints(cls).get(k), bounds_of(cls))
             except ConfigError as e: raise ConfigError(f"--params {k!r}: {e}") from None
             except TypeError: raise ConfigError(f"--params {k!r}: {v!r} is not a value of {flag(k)}") from None
         out[k] = v

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd
 from .config import Config, ConfigError, renamed
+from .config import OutputOptions, RuntimeOptions
 from .data import TARGETS, read_test, read_train, weighted_r2
 from .files import write_csv, write_json, partial_path
 from image2biomass.inference import (
@@ -27,8 +28,8 @@ __all__ = ['PseudoConfig', 'pseudo_labels', 'pseudo_label']
 
 # %% ../nbs/06a_pseudo.ipynb #50e0ac96
 @dataclass
-class PseudoConfig(Config):
-    "Settings of pseudo-label rounds."
+class PseudoConfig(OutputOptions, RuntimeOptions):   # groups last-first: see config
+    "Settings of pseudo-label rounds (and the options of its groups)."
     runs: tuple = ()  # run folders: the first is retrained each round; all of them label the test images
     data_dir: str = "data/synth"  # folder holding train.csv, test.csv and the images
     out: str = "runs/pseudo"  # the new run (same layout as any run: ensemble and predict take it)
@@ -43,11 +44,7 @@ class PseudoConfig(Config):
     # heads runs: fold k retrains on labels from the runs' fold-k models only, so no validation image reaches its fold
     # through the other folds' models (an honest OOF score); off: every fold's models' mean labels every fold
     per_fold: bool = True
-    workers: int = -1  # DataLoader processes (-1: by device, see loader_workers)
-    device: str = "auto"  # auto | cpu | cuda
-    overwrite: bool = False  # replace an existing run folder (kept until the new run is complete)
-    progress: bool = True  # progress bars and a line per round
-    bounds: ClassVar[dict] = dict(rounds=(1, 20), weight=(0, None), epochs=(0, None), workers=(-1, None))
+    bounds: ClassVar[dict] = dict(rounds=(1, 20), weight=(0, None), epochs=(0, None))
 
 # %% ../nbs/06a_pseudo.ipynb #09b140b3
 def pseudo_labels(runs, # run folders whose mean prediction labels the images

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch
 from .config import Config, ConfigError
+from .config import OutputOptions, CVOptions, PseudoOptions, HeadOptions
 from .data import TARGETS, read_train, make_folds, weighted_r2, r2_breakdown, DataError, read_pseudo_labels
 from .files import write_json, write_csv, save_tensors, save_figure
 from .losses import lds_weights
@@ -20,23 +21,28 @@ from .store import FeatureStore, StoreError
 from .tiling import location_areas, d4_inverse
 
 # %% auto #0
-__all__ = ['AUX_NAMES', 'TrainConfig', 'head_kwargs', 'load_bags', 'grid_of', 'to_locations', 'Bags', 'aux_targets',
-           'state_index', 'augment', 'fit_projection', 'project', 'predict_bags', 'fit_fold', 'ridge_cv',
+__all__ = ['AUX_NAMES', 'FeatureAugOptions', 'TrainConfig', 'head_kwargs', 'load_bags', 'grid_of', 'to_locations', 'Bags',
+           'aux_targets', 'state_index', 'augment', 'fit_projection', 'project', 'predict_bags', 'fit_fold', 'ridge_cv',
            'ridge_stack_cv', 'slice_groups', 'load_training_bags', 'fold_rows', 'len_pseudo', 'extra_metrics',
            'train_heads', 'plot_run', 'load_heads']
 
 # %% ../nbs/05_training.ipynb #08800170
 @dataclass
-class TrainConfig(Config):
-    "Settings of a cross-validated head training run."
+class FeatureAugOptions(Config):
+    "Augmentation of cached features while a head trains."
+    frofa_noise: float = 0.1  # FroFA: Gaussian noise, in units of the (standardised) feature std
+    frofa_scale: float = 0.1  # FroFA: per-bag multiplicative jitter std
+    mixup: float = 0.0  # probability that a batch is mixed with a shuffled copy (bag mixup, Beta(0.4, 0.4))
+    tile_dropout: float = 0.1  # probability of dropping each tile (location) of a bag (at least one kept)
+    bounds: ClassVar[dict] = dict(frofa_noise=(0, None), frofa_scale=(0, None), mixup=(0, 1), tile_dropout=(0, 0.95))
+
+@dataclass
+class TrainConfig(OutputOptions, FeatureAugOptions, CVOptions, PseudoOptions, HeadOptions):   # groups last-first
+    "Settings of a cross-validated head training run: its own options and those of the groups it is built from."
     store: str = "features.h5"  # feature store of the training images (from `image2biomass extract`)
     data_dir: str = "data/synth"  # folder holding train.csv
     out: str = "runs/heads"  # run folder: config, fold checkpoints, oof.csv, metrics.json, plots
     head: Literal["mlp", "mil", "composition", "density"] = "density"  # pooling and output (density: grams per location)
-    loss: Literal["smoothl1", "ziln"] = "smoothl1"  # training loss on the targets
-    targets: Literal[3, 5] = 5  # 5: predict all five; 3: predict Green, Dead, Clover and derive GDM and Total
-    folds: int = 5  # CV folds, grouped by sampling date
-    seed: int = 0  # seed of folds, initialisation and augmentation
     epochs: int = 120  # maximum epochs per fold
     batch_size: int = 32  # bags per step
     lr: float = 2e-3  # AdamW peak learning rate
@@ -48,17 +54,7 @@ class TrainConfig(Config):
     dropout: float = 0.3  # trunk dropout (the seed's .3/.15/.09 pattern)
     attn_dim: int = 128  # attention width (mil, composition)
     beta: float = 1.0  # SmoothL1 beta, log units
-    consistency_weight: float = 0.01  # mass-balance penalty (grams) for heads predicting all five targets
-    frofa_noise: float = 0.1  # FroFA: Gaussian noise, in units of the (standardised) feature std
-    frofa_scale: float = 0.1  # FroFA: per-bag multiplicative jitter std
-    mixup: float = 0.0  # probability that a batch is mixed with a shuffled copy (bag mixup, Beta(0.4, 0.4))
-    tile_dropout: float = 0.1  # probability of dropping each tile (location) of a bag (at least one kept)
     lds: Literal["none", "sqrt", "inverse"] = "none"  # label-distribution-smoothing sample weights
-    aux: bool = False  # also predict NDVI, height, Green/Total, Dead/Total (standardised) and State (4 classes)
-    aux_weight: float = 0.2  # weight of the auxiliary losses
-    # interval heads: K-bin classification of each predicted target (bins at training quantiles); 0 = off
-    aux_bins: int = 0
-    aux_bins_weight: float = 0.3  # weight of the interval cross-entropy
     per_target: bool = False  # one trunk per predicted target
     decode: Literal["mean", "median"] = "mean"  # ZILN decoder
     ridge: bool = True  # also report a ridge baseline on pooled features through the same folds
@@ -66,15 +62,9 @@ class TrainConfig(Config):
     ridge_stack: bool = False
     # store slices the heads and the ridge use: comma-separated globs, e.g. 's1/L-1/*,*/gem' ('' = all)
     slices: str = ""
-    # CSV of pseudo-labelled test images (image_id, image_path, 5 targets) added to every fold's training set
-    pseudo_labels: str = ""
     pseudo_store: str = ""  # the feature store of those test images (extracted like --store)
-    pseudo_weight: float = 1.0  # sample weight of the pseudo-labelled images
     device: str = "cpu"  # cpu | cuda | auto
-    overwrite: bool = False  # replace an existing run folder (kept until the new run is complete)
-    progress: bool = True  # progress bars
     bounds: ClassVar[dict] = dict(
-        folds=(2, None),
         epochs=(1, None),
         batch_size=(1, None),
         lr=(1e-8, 10),
@@ -86,15 +76,6 @@ class TrainConfig(Config):
         dropout=(0, 0.95),
         attn_dim=(1, None),
         beta=(1e-6, None),
-        consistency_weight=(0, None),
-        frofa_noise=(0, None),
-        frofa_scale=(0, None),
-        mixup=(0, 1),
-        tile_dropout=(0, 0.95),
-        aux_weight=(0, None),
-        aux_bins=(0, 100),
-        aux_bins_weight=(0, None),
-        pseudo_weight=(0, None),
     )
 
     def __post_init__(self):

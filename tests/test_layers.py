@@ -51,7 +51,7 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     assert imports("data") == [(2, "inference")] and FLOOR["inference"] > FLOOR["data"]
 
 
-LONG_LINES_LEFT = 33   # issue O: lines over 120 characters still in the package; lower it as they go, never raise it
+LONG_LINES_LEFT = 32   # issue O: lines over 120 characters still in the package; lower it as they go, never raise it
 
 
 def test_no_new_long_lines():
@@ -60,3 +60,36 @@ def test_no_new_long_lines():
             for i, l in enumerate(p.read_text().splitlines(), 1)
             if len(l) > 120 and not l.startswith(('"""', "__all__", "# %%"))]
     assert len(long) <= LONG_LINES_LEFT, f"{len(long)} lines over 120 characters (at most {LONG_LINES_LEFT}): {long}"
+
+
+STAGE_CONFIGS = [("extract", "ExtractConfig"), ("train_heads", "TrainConfig"), ("finetune", "FinetuneConfig"),
+                 ("inference", "PredictConfig"), ("pseudo", "PseudoConfig"), ("state", "StateConfig"),
+                 ("sweep", "SweepConfig")]
+
+
+def test_stage_configs_are_built_from_groups():
+    """Issue O item 2: options several stages share are declared once, in a group (config.ImageOptions, ...), and a
+    stage declares at most 25 options itself; a stage that redeclares a group's option changes its default or
+    choices (else it should not redeclare it), and no two groups declare one option."""
+    import dataclasses, importlib
+    from image2biomass import config
+    groups = [c for c in vars(config).values() if isinstance(c, type) and c.__name__.endswith("Options")]
+    declared = {}
+    for g in groups:
+        for n in vars(g).get("__annotations__", {}):
+            if n != "bounds": declared.setdefault(n, []).append(g.__name__)
+    assert all(len(v) == 1 for v in declared.values()), {k: v for k, v in declared.items() if len(v) > 1}
+    own = {}
+    for module, name in STAGE_CONFIGS:
+        cls = getattr(importlib.import_module(f"image2biomass.{module}"), name)
+        own[name] = [n for n in vars(cls)["__annotations__"] if n != "bounds"]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for g in cls.__mro__[1:]:
+            if g.__name__ not in {x.__name__ for x in groups}: continue
+            gf = {f.name: f for f in dataclasses.fields(g)}
+            for n in set(own[name]) & set(gf):
+                same = fields[n].default == gf[n].default and cls.__annotations__[n] == g.__annotations__.get(n)
+                assert not same, f"{name}.{n} redeclares {g.__name__}.{n} unchanged"
+    assert max(map(len, own.values())) <= 25, {k: len(v) for k, v in own.items()}
+    assert {"ImageOptions", "LayoutOptions", "BackboneOptions"} <= {c.__name__ for c in
+                                                                    importlib.import_module("image2biomass.extract").ExtractConfig.__mro__}
