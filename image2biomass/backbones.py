@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['REGISTRY', 'VEGETATION', 'AUTO', 'REGISTRY_SHAPES', 'WEIGHT_SUFFIXES', 'HF_WEIGHTS', 'PREFERRED', 'CONVERSIONS',
@@ -602,7 +603,8 @@ def _nchw(model, f):
     "A feature map as (B, C, h, w) whether the model returns NCHW or NHWC (Swin)."
     return f.permute(0, 3, 1, 2) if f.shape[-1] == model.num_features and f.shape[1] != model.num_features else f
 
-def _layers(self, x) -> list:
+@patch
+def _layers(self: TimmFeatures, x) -> list:
     "Per asked layer: (patch tokens (B, N, D), grid (h, w), class token or pooled embedding)."
     m, out = self.model, {}
     if self.vit:
@@ -624,7 +626,8 @@ def _layers(self, x) -> list:
     return [out[l % self.n_layers] for l in self.fs.layers]
 
 # %% ../nbs/02a_backbones.ipynb #7314800e
-def _forward(self, x):
+@patch
+def forward(self: TimmFeatures, x):
     x = (x.float() - self.mean) / self.std
     parts = []
     for s in self.fs.scales:
@@ -634,7 +637,8 @@ def _forward(self, x):
     self.dims = [p.shape[1] for p in parts]
     return torch.cat(parts, 1)
 
-def _patch_tokens(self, x) -> tuple: # ((B, h*w, D) tokens, (h, w))
+@patch
+def patch_tokens(self: TimmFeatures, x) -> tuple: # ((B, h*w, D) tokens, (h, w))
     "The final layer's patch tokens (normed, row-major) of uint8 tiles: the locations of a density head."
     x = (x.float() - self.mean) / self.std
     m = self.model
@@ -646,8 +650,6 @@ def _patch_tokens(self, x) -> tuple: # ((B, h*w, D) tokens, (h, w))
     f = _nchw(m, m.forward_features(x)); norm = getattr(getattr(m, "head", None), "norm", None)
     f = norm(f) if isinstance(norm, nn.Module) and not isinstance(norm, nn.Identity) else f
     return f.flatten(2).transpose(1, 2), tuple(f.shape[-2:])
-
-TimmFeatures._layers, TimmFeatures.forward, TimmFeatures.patch_tokens = _layers, _forward, _patch_tokens
 
 # %% ../nbs/02a_backbones.ipynb #121d2341
 @torch.no_grad()

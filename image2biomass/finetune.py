@@ -41,6 +41,7 @@ from image2biomass.runs import (
 )
 from .runtime import Dist, autocast, amp_dtype, set_threads, loader_workers, usable_cores
 from .train_heads import plot_run, aux_targets, state_index, extra_metrics, AUX_NAMES
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['LORA_LAYERS', 'LoraOptions', 'UnfreezeOptions', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples', 'ImageCache',
@@ -107,7 +108,8 @@ class FinetuneConfig(OutputOptions, RuntimeOptions, UnfreezeOptions, LoraOptions
                                   clip_grad=(0, None), ema=(0, 0.99999))
 
 # %% ../nbs/05b_finetune.ipynb #687c211a
-def _post_init(self):
+@patch
+def __post_init__(self: FinetuneConfig):
     Config.__post_init__(self)
     if self.aux_bins == 1: raise ConfigError("--aux-bins 1 is one class: use 0 (off) or >= 2")
     if self.backbone == VEGETATION:
@@ -125,7 +127,8 @@ def _post_init(self):
     if self.swa and self.swa > self.epochs:
         raise ConfigError(f"--swa {self.swa}: more epochs to average than --epochs {self.epochs}")
 
-def _fold_list(self) -> list|None:
+@patch
+def fold_list(self: FinetuneConfig) -> list|None:
     "The folds to run (None: all)."
     if not self.only_folds: return None
     try:ks = [int(k) for k in self.only_folds.split(",")]
@@ -135,7 +138,8 @@ def _fold_list(self) -> list|None:
     return ks
 
 # %% ../nbs/05b_finetune.ipynb #56e8b785
-def _schedule(self) -> list:
+@patch
+def schedule(self: FinetuneConfig) -> list:
     "[(first epoch, blocks or None for all)] of the unfreeze schedule (empty: --train-blocks throughout)."
     if not self.unfreeze: return []
     try:sched = [(int(e), None if b == "all" else int(b)) for e, b in (p.split(":") for p in self.unfreeze.split(","))]
@@ -151,11 +155,11 @@ def _schedule(self) -> list:
         )
     return sched
 
-FinetuneConfig.__post_init__, FinetuneConfig.fold_list, FinetuneConfig.schedule = _post_init, _fold_list, _schedule
 
-FinetuneConfig.head_kind = property(
-    lambda self: self.head if self.head != "auto" else ("mil" if self.layout == "grid" else "mlp")
-)
+@patch(as_prop=True)
+def head_kind(self: FinetuneConfig) -> str:
+    "The head this run trains: `head`, with auto resolved (mil for the grid layout, mlp otherwise)."
+    return self.head if self.head != "auto" else ("mil" if self.layout == "grid" else "mlp")
 
 # %% ../nbs/05b_finetune.ipynb #ef3364eb
 def make_aug(level="medium"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import h5py
 from .files import atomic_path, fsync_dir, check_space, check_output, partial_path
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'PENDING', 'DONE', 'SKIPPED', 'StoreError', 'StoreWriter', 'open_store_for_writing', 'FeatureStore',
@@ -162,12 +163,14 @@ class StoreWriter:
         return lost
 
 # %% ../nbs/02b_store.ipynb #f3ea47fc
-def _advance(self, i):
+@patch
+def _advance(self: StoreWriter, i):
     if i != self.next: raise StoreError(f"{self.path}: image {i} written out of order (expected {self.next})")
     self.next += 1; self._since += 1
     if self._since >= self.commit_every: self.commit()
 
-def _write(self, i, feats):
+@patch
+def write(self: StoreWriter, i, feats):
     "Write the (n_tiles, views, D) features of image `i`; non-finite values are refused."
     a, b = self.offsets[i], self.offsets[i + 1]
     if feats.shape[0] != b - a: raise StoreError(f"image {i}: {feats.shape[0]} tiles given, {b - a} planned")
@@ -179,23 +182,24 @@ def _write(self, i, feats):
     self.f["status"][i] = DONE
     self._advance(i)
 
-def _skip(self, i, reason):
+@patch
+def skip(self: StoreWriter, i, reason):
     "Record that image `i` could not be read (`--on-error skip`)."
     self.f["status"][i] = SKIPPED
     self.f["errors"][i] = str(reason).encode("utf-8", "replace")[:240]
     self._advance(i)
 
-StoreWriter._advance, StoreWriter.write, StoreWriter.skip = _advance, _write, _skip
-
 # %% ../nbs/02b_store.ipynb #452ac568
-def _commit(self):
+@patch
+def commit(self: StoreWriter):
     "Make everything written so far durable, then advance `n_done`."
     self.f.flush()
     self.f.attrs["n_done"] = np.int64(self.next)
     self.f.flush()
     self.n_done, self._since = self.next, 0
 
-def _finish(self):
+@patch
+def finish(self: StoreWriter):
     "Commit, mark complete, fsync, and rename the partial file to the store's name (if this run still owns it)."
     self.commit()
     if self.n_done != self.n: raise StoreError(f"{self.path}: finish() with {self.n_done} of {self.n} images written")
@@ -207,12 +211,11 @@ def _finish(self):
         os.replace(self.path, self.final); fsync_dir(self.final.parent)
     _unlock(self._lock)
 
-def _close(self):
+@patch
+def close(self: StoreWriter):
     "Commit what is written and close (the partial store stays resumable)."
     if self.f.id.valid: self.commit(); self.f.close()
     _unlock(self._lock)
-
-StoreWriter.commit, StoreWriter.finish, StoreWriter.close = _commit, _finish, _close
 
 # %% ../nbs/02b_store.ipynb #7ffdbf2f
 def _read_meta(path) -> dict:
@@ -336,7 +339,8 @@ class FeatureStore:
         if not ok: raise ValueError("inconsistent offsets, status or feature names")
 
 # %% ../nbs/02b_store.ipynb #aa89066f
-def _repr(self):
+@patch
+def __repr__(self: FeatureStore):
     fp = self.fingerprint
     return (
         f"FeatureStore({self.path.name}: {self.n_done}/{len(self)} images{'' if self.complete else ' (incomplete)'}, "
@@ -344,11 +348,13 @@ def _repr(self):
         f"slice(s), {fp.get('backbone')} {fp.get('kind')}, weights {str(fp.get('weights'))[:12]})"
     )
 
-def _skipped(self) -> dict:
+@patch(as_prop=True)
+def skipped(self: FeatureStore) -> dict:
     "image_id -> reason, for images recorded as unreadable."
     return {self.image_ids[i]: self.errors[i] for i in np.flatnonzero(self.status == SKIPPED)}
 
-def _columns(self, slices="") -> np.ndarray:
+@patch
+def columns(self: FeatureStore, slices="") -> np.ndarray:
     "Column indices of the slices matching comma-separated glob patterns (e.g. 's1/L-1/*,*/gem'); '' = all."
     pats = [p.strip() for p in str(slices or "").split(",") if p.strip()]
     if not pats: return np.arange(self.shape[2])
@@ -361,11 +367,12 @@ def _columns(self, slices="") -> np.ndarray:
     keep = [n for n in self.names if any(fnmatch.fnmatchcase(n, p) for p in pats)]
     return np.concatenate([np.arange(*self.names[n]) for n in keep])
 
-FeatureStore.__len__ = lambda self: len(self.image_ids)
-FeatureStore.__repr__, FeatureStore.skipped, FeatureStore.columns = _repr, property(_skipped), _columns
+@patch
+def __len__(self: FeatureStore) -> int: return len(self.image_ids)
 
 # %% ../nbs/02b_store.ipynb #44993fa5
-def _read_rows(self, a, b, columns=None) -> np.ndarray:
+@patch
+def _read_rows(self: FeatureStore, a, b, columns=None) -> np.ndarray:
     "Rows a:b of `features` (checksums verified by HDF5); `StoreError` naming the file if they are corrupt."
     try:
         with _open_read(self.path) as f: x = f["features"][a:b]
@@ -377,27 +384,29 @@ def _read_rows(self, a, b, columns=None) -> np.ndarray:
         raise _corrupt(self.path, "non-finite values", f"feature rows {a}-{b}")
     return x
 
-def _check(self, i):
+@patch
+def _check(self: FeatureStore, i):
     if i >= self.n_done or self.status[i] == PENDING:
         raise StoreError(f"{self.path}: image {self.image_ids[i]} not extracted yet ({self.n_done}/{len(self)} done)")
     if self.status[i] == SKIPPED:
         raise StoreError(f"{self.path}: image {self.image_ids[i]} was skipped: {self.errors[i]}")
 
-def _bag(self, image_id, slices="") -> np.ndarray:
+@patch
+def bag(self: FeatureStore, image_id, slices="") -> np.ndarray:
     "The (n_tiles, views, D) features of one image."
     if image_id not in self.index: raise KeyError(f"{image_id} is not in {self.path}")
     i = self.index[image_id]; self._check(i)
     return self._read_rows(self.offsets[i], self.offsets[i + 1], self.columns(slices))
 
-def _boxes(self, image_id) -> np.ndarray:
+@patch
+def boxes(self: FeatureStore, image_id) -> np.ndarray:
     "The (n_tiles, 4) boxes x0, y0, x1, y1 of one image."
     i = self.index[image_id]
     with _open_read(self.path) as f: return f["boxes"][self.offsets[i]:self.offsets[i + 1]]
 
-FeatureStore._read_rows, FeatureStore._check, FeatureStore.bag, FeatureStore.boxes = _read_rows, _check, _bag, _boxes
-
 # %% ../nbs/02b_store.ipynb #7bd3f3fb
-def _load_all(self, dtype=None, slices="") -> dict:
+@patch
+def load_all(self: FeatureStore, dtype=None, slices="") -> dict:
     "Every committed image in one read: features (rows, views, D), offsets, image_ids, status, boxes."
     end = int(self.offsets[self.n_done])
     feats = self._read_rows(0, end, self.columns(slices))
@@ -406,7 +415,8 @@ def _load_all(self, dtype=None, slices="") -> dict:
     return dict(features=feats, offsets=self.offsets[: self.n_done + 1], image_ids=self.image_ids[: self.n_done],
                 status=self.status[: self.n_done], boxes=boxes)
 
-def _require(self, image_ids=None, **expected):
+@patch
+def require(self: FeatureStore, image_ids=None, **expected):
     "Raise `StoreError` unless the store is complete, holds `image_ids` and its fingerprint matches `expected`."
     if not self.complete:
         raise StoreError(
@@ -420,8 +430,6 @@ def _require(self, image_ids=None, **expected):
             f"{self.path} lacks {len(missing)} image(s) of the data, e.g. {missing[:5]}; extract features for this data"
         )
     return self
-
-FeatureStore.load_all, FeatureStore.require = _load_all, _require
 
 # %% ../nbs/02b_store.ipynb #3a9206cd
 def _copy_store(sources, out, fingerprint, order, compression=None):

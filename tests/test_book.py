@@ -85,7 +85,8 @@ def unshown() -> dict:
         for c in cells:
             if c["cell_type"] != "code" or not re.match(r"#\|\s*export", src(c)): continue
             for n in ast.parse(src(c)).body:
-                if isinstance(n, (ast.FunctionDef, ast.ClassDef)): names.append(n.name)
+                patched = any("patch" in ast.unparse(d) for d in getattr(n, "decorator_list", []))   # a method: its class counts
+                if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not patched: names.append(n.name)
                 elif isinstance(n, ast.Assign): names += [t.id for t in n.targets if isinstance(t, ast.Name)]
         shown = " ".join(src(c) for c in cells if c["cell_type"] == "code" and c.get("outputs")
                          and not re.match(r"#\|\s*(export|hide)", src(c)))
