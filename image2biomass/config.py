@@ -9,9 +9,9 @@ import dataclasses, math, os
 from typing import ClassVar, Literal, get_args, get_origin, get_type_hints
 
 # %% auto #0
-__all__ = ['RENAMED', 'RENAMED_VALUES', 'MAX_PIXELS', 'ConfigError', 'flag', 'field_choices', 'bounds_of', 'validate', 'renamed',
-           'Config', 'ImageOptions', 'BackboneOptions', 'LayoutOptions', 'HeadOptions', 'PseudoOptions', 'CVOptions',
-           'RuntimeOptions', 'OutputOptions', 'field_docs']
+__all__ = ['RENAMED', 'RENAMED_VALUES', 'MAX_PIXELS', 'ConfigError', 'flag', 'field_choices', 'bounds_of', 'check_config',
+           'renamed', 'Config', 'ImageOptions', 'BackboneOptions', 'LayoutOptions', 'HeadOptions', 'PseudoOptions',
+           'CVOptions', 'RuntimeOptions', 'OutputOptions', 'field_docs']
 
 # %% ../nbs/00b_config.ipynb #2bb93f12
 class ConfigError(ValueError):
@@ -52,7 +52,7 @@ def bounds_of(cls) -> dict:
     "The bounds of a config class and of every group it is built from (a class's own entry wins)."
     return {k: v for c in reversed(cls.__mro__) for k, v in vars(c).get("bounds", {}).items()}
 
-def validate(cfg):
+def check_config(cfg):
     "Check every field of a config dataclass against its type, `Literal` choices and `bounds`; returns it."
     hints = get_type_hints(type(cfg))
     for f in dataclasses.fields(cfg):
@@ -60,7 +60,8 @@ def validate(cfg):
     return cfg
 
 # %% ../nbs/00b_config.ipynb #60cac955
-RENAMED = {"img_size": "input_size"}   # old option name -> its name now (accepted with a line, for one release)
+# old option name -> its name now (accepted with a line, for one release)
+RENAMED = {"img_size": "input_size", "state_every": "resume_every"}
 RENAMED_VALUES = {"layout": {"tiles": "grid"}}   # option -> {old value: its value now}
 
 def _say(msg):
@@ -92,7 +93,7 @@ class Config:
         for name, old in RENAMED_VALUES.items():
             if isinstance(v := getattr(self, name, None), str) and v in old:
                 _say(f"{flag(name)} {v!r} is now {flag(name)} {old[v]!r}"); setattr(self, name, old[v])
-        validate(self)
+        check_config(self)
 
 # %% ../nbs/00b_config.ipynb #4c946bf5
 MAX_PIXELS = 100_000_000  # default size cap: 50x a 1000x2000 photo; bigger headers are refused before decoding

@@ -11,7 +11,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['fsync_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'tensors_sha256', 'save_tensors', 'save_figure',
            'OutputError', 'os_error_message', 'check_space', 'check_writable', 'partial_path', 'check_output',
-           'StateError', 'save_state', 'load_tensors', 'load_state', 'StateWriter', 'LogLine', 'progress']
+           'ResumeStateError', 'save_resume_state', 'load_tensors', 'load_resume_state', 'ResumeStateWriter', 'LogLine',
+           'progress']
 
 # %% ../nbs/00a_files.ipynb #ffa206b6
 _WRITES = [0]
@@ -200,10 +201,10 @@ def _unflatten(s, tensors):
     return s
 
 # %% ../nbs/00a_files.ipynb #4eef5c4a
-class StateError(ValueError):
+class ResumeStateError(ValueError):
     "A checkpoint that cannot be read safely (a pickle, a damaged file); the message names it and what to do."
 
-def save_state(state, # nested dicts / lists / tuples of tensors, arrays and plain values
+def save_resume_state(state, # nested dicts / lists / tuples of tensors, arrays and plain values
                path, # the .safetensors file to (re)place atomically
               ):
     "Write a training state as one safetensors file: tensors as tensors, everything else as JSON in its metadata."
@@ -214,23 +215,23 @@ def save_state(state, # nested dicts / lists / tuples of tensors, arrays and pla
 def load_tensors(path, # a .safetensors file written by `save_tensors`
                  fix="retrain it, or restore it from a copy", # what the user can do about a damaged file
                 ) -> tuple: # (tensors by name, header metadata)
-    "Read a safetensors file and verify its checksum: a truncated or altered file is one `StateError`, never used."
+    "Read a safetensors file and verify its checksum: a truncated or altered file is one `ResumeStateError`, never used."
     from safetensors import safe_open
     path = Path(path)
     try:
         with safe_open(str(path), "pt") as f: meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
-        raise StateError(f"{path}: not a readable safetensors file ({str(e)[:120]}); it is not used: {fix}") from None
+        raise ResumeStateError(f"{path}: not a readable safetensors file ({str(e)[:120]}); it is not used: {fix}") from None
     if "sha256" in meta and tensors_sha256(tensors) != meta["sha256"]:   # files of versions before checksums: none
-        raise StateError(f"{path}: its tensors do not match the checksum written with them (the file was changed "
+        raise ResumeStateError(f"{path}: its tensors do not match the checksum written with them (the file was changed "
                          f"or damaged); it is not used: {fix}")
     return tensors, meta
 
-def load_state(path) -> dict:
-    "Read a state written by `save_state` (no unpickling, ever)."
+def load_resume_state(path) -> dict:
+    "Read a state written by `save_resume_state` (no unpickling, ever)."
     path = Path(path)
     tensors, meta = load_tensors(path, "delete it and start this fold again (or the whole run with --overwrite)")
-    if "image2biomass_state" not in meta: raise StateError(f"{path}: a safetensors file without training state")
+    if "image2biomass_state" not in meta: raise ResumeStateError(f"{path}: a safetensors file without training state")
     return _unflatten(json.loads(meta["image2biomass_state"]), tensors)
 
 # %% ../nbs/00a_files.ipynb #42461e73
@@ -242,15 +243,15 @@ def _to_cpu(x):
     if isinstance(x, (list, tuple)): return type(x)(_to_cpu(v) for v in x)
     return copy.deepcopy(x)
 
-class StateWriter:
-    "`save_state` from a background thread: one pending write at most; errors surface at the next `write`/`wait`."
+class ResumeStateWriter:
+    "`save_resume_state` from a background thread: one pending write at most; errors surface at the next `write`/`wait`."
     def __init__(self, background=True): self.thread, self.error, self.background = None, None, background
     def write(self, state, path):
         self.wait()
-        if not self.background: return save_state(state, path)   # a CPU copy costs what the write does (measured)
+        if not self.background: return save_resume_state(state, path)   # a CPU copy costs what the write does (measured)
         snap = _to_cpu(state)
         def run():
-            try: save_state(snap, path)
+            try: save_resume_state(snap, path)
             except BaseException as e: self.error = e
         import threading
         self.thread = threading.Thread(target=run, name="image2biomass-state"); self.thread.start()

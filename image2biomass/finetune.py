@@ -24,7 +24,7 @@ from image2biomass.data import (
     read_pseudo_labels,
     MAX_PIXELS,
 )
-from .files import (write_json, write_csv, save_tensors, load_state, StateError, StateWriter, partial_path,
+from .files import (write_json, write_csv, save_tensors, load_resume_state, ResumeStateError, ResumeStateWriter, partial_path,
                                  atomic_path)
 from .tiling import layout_boxes, crop_tiles, location_areas
 from .clean import clean_image, draw_stamp
@@ -93,7 +93,7 @@ class FinetuneConfig(OutputOptions, RuntimeOptions, UnfreezeOptions, LoraOptions
     init_from: str = ""  # a fine-tuned run whose fold models start each fold (pseudo-label rounds)
     grad_checkpointing: bool = False  # trade compute for memory (timm set_grad_checkpointing)
     # write the resume state every N epochs (also when the fold improves and when it ends), from a background thread
-    state_every: int = 1
+    resume_every: int = 1
     patience: int = 8  # early stopping on the fold weighted R2 (off with --swa)
     clip_grad: float = 1.0  # gradient norm clipping (0 = off)
     ema: float = 0.0  # EMA decay of the weights (e.g. 0.999; 0 = off); evaluation uses the EMA weights
@@ -104,7 +104,7 @@ class FinetuneConfig(OutputOptions, RuntimeOptions, UnfreezeOptions, LoraOptions
     resume: bool = False  # continue an interrupted run exactly where it stopped
     bounds: ClassVar[dict] = dict(input_size=(16, None), epochs=(1, None), aug_stamps=(0, 1), batch_size=(1, None),
                                   accum=(1, None), lr_backbone=(0, 10), lr_head=(0, 10), weight_decay=(0, None),
-                                  warmup=(0, 1), swa=(0, None), patience=(1, None), state_every=(1, None),
+                                  warmup=(0, 1), swa=(0, None), patience=(1, None), resume_every=(1, None),
                                   clip_grad=(0, None), ema=(0, 0.99999))
 
 # %% ../nbs/05b_finetune.ipynb #687c211a
@@ -503,7 +503,7 @@ def _refuse_pickles(*folders):
     "Resume files of older versions were pickles: never load them."
     for f in folders:
         if Path(f).is_dir() and (old := sorted(Path(f).glob("fold*.last.pt"))):
-            raise StateError(
+            raise ResumeStateError(
                 f"{old[0]} is a pickle (written by an older image2biomass); it is not loaded, since loading a "
                 "pickle can run code. Delete it, or start the run again with --overwrite"
             )
@@ -665,10 +665,10 @@ def _load_trimmed(module, sd, ck):
     "Load a (possibly LoRA-trimmed) state: only frozen backbone weights may be missing."
     missing, unexpected = module.load_state_dict(sd, strict=False)
     bad = unexpected + [k for k in missing if "fx." not in k or "lora_" in k]
-    if bad: raise StateError(f"{ck} does not fit this model ({bad[:3]}): start the run again with --overwrite")
+    if bad: raise ResumeStateError(f"{ck} does not fit this model ({bad[:3]}): start the run again with --overwrite")
 
 def _resume_state(ck, model, opt, sched, scaler, ema, swa) -> dict:
-    s = load_state(ck)
+    s = load_resume_state(ck)
     _load_trimmed(model, s["model"], ck); opt.load_state_dict(s["optimizer"]); sched.load_state_dict(s["scheduler"])
     scaler.load_state_dict(s["scaler"])
     if ema is not None and s.get("ema") is not None: _load_trimmed(ema, s["ema"], ck)
@@ -711,7 +711,7 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
         st = _resume_state(ck, model, opt, sched, scaler, ema, swa)
         if d.main and cfg.progress:
             print(f"fold {fold}: resuming after epoch {st['epoch']} (best weighted R2 {st['best']:.4f})")
-    size, ddp, writer = model.info["input_size"], {}, StateWriter(background=d.device.type == "cuda")
+    size, ddp, writer = model.info["input_size"], {}, ResumeStateWriter(background=d.device.type == "cuda")
     caches = {} if caches is None else caches
     if size not in caches: caches[size] = _image_cache(cfg, s.paths + (extra.paths if extra else []), size, part, d)
     train_ds = CropDataset(tr_s, cfg, size, make_aug(cfg.aug), fold, model.grid, train=True, cache=caches[size])
@@ -732,7 +732,7 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
             last = epoch == cfg.epochs - 1 or (not cfg.swa and st["since"] >= cfg.patience)
             if d.main:
                 _save_fold_files(ev, cfg, part, fold, improved, epoch)
-                if improved or last or (epoch + 1) % cfg.state_every == 0:   # a state always matches the best file
+                if improved or last or (epoch + 1) % cfg.resume_every == 0:   # a state always matches the best file
                     writer.write(dict(model=trained_state(model, cfg), optimizer=opt.state_dict(),
                                       scheduler=sched.state_dict(), scaler=scaler.state_dict(),
                                       ema=_trim(ema.state_dict(), cfg, "module.") if ema else None,

@@ -32,7 +32,7 @@ from .runs import read_config, fold_files, run_folds, read_oof, read_fold, RunEr
 from .store import FeatureStore, StoreError
 
 # %% auto #0
-__all__ = ['M', 'COMPONENTS', 'project_mass_balance', 'SubmissionError', 'validate_submission', 'run_kind', 'extract_like',
+__all__ = ['M', 'COMPONENTS', 'project_mass_balance', 'SubmissionError', 'check_submission', 'run_kind', 'extract_like',
            'predict_heads_run', 'predict_finetune_run', 'density_image', 'draw_density', 'redraw_density',
            'density_figure', 'write_maps', 'apply_state_rules', 'PredictConfig', 'predict', 'flag_images',
            'draw_attention']
@@ -55,7 +55,7 @@ def project_mass_balance(pred, # (n, 5) grams, TARGETS order
 class SubmissionError(ValueError):
     "A submission that the competition would reject or mis-score; the message names the rows."
 
-def validate_submission(sub, # DataFrame sample_id, target
+def check_submission(sub, # DataFrame sample_id, target
                         sample_ids, # the sample_ids the competition expects, in order
                        ) -> pd.DataFrame:
     """Check: every expected sample_id exactly once, no extras, finite, non-negative. Returns `sub` in the expected
@@ -582,7 +582,7 @@ def _validated(sub, d, split):
     expected = (
         pd.read_csv(sample).sample_id.tolist() if sample.exists() else pd.read_csv(d / "test.csv").sample_id.tolist()
     )
-    return validate_submission(sub[sub.sample_id.isin(set(expected))] if len(sub) > len(expected) else sub, expected)
+    return check_submission(sub[sub.sample_id.isin(set(expected))] if len(sub) > len(expected) else sub, expected)
 
 def _clean_of(runs, kinds) -> str:
     "The stamp cleaning of the (first) density run, so its maps sit on the photo it saw."

@@ -29,11 +29,13 @@ def test_train_each_layout(ds, tmp_path, layout):
 
 
 def test_old_option_names_still_work(ds, tmp_path):
-    """Renamed options (issue O): train's --img-size and --layout tiles work with one line each, and a run whose
+    """Renamed options (issue O): train's --img-size, --layout tiles and --state-every work with one line each; a run whose
     config.json was written before the rename predicts exactly as it did, without a line (the user typed nothing)."""
     out, old = tmp_path / "r", [("--img-size" if a == "--input-size" else a) for a in TINY]
-    r = run("train", "--data-dir", ds, "--out", out, "--layout", "tiles", "--epochs", 1, "--folds", 2, *old, check=0)
-    assert "--img-size is now --input-size" in r.stderr and "--layout tiles is now --layout grid" in r.stderr, r.stderr
+    r = run("train", "--data-dir", ds, "--out", out, "--layout", "tiles", "--epochs", 1, "--folds", 2, *old,
+            "--state-every", 1, check=0)
+    for line in ["--img-size is now --input-size", "--layout tiles is now --layout grid", "--state-every is now --resume-every"]:
+        assert line in r.stderr, r.stderr
     c = json.loads((out / "config.json").read_text())
     assert c["config"]["layout"] == "grid" and c["config"]["input_size"] == 32 and "img_size" not in c["config"]
     pred = ["predict", "--runs", out, "--data-dir", ds, "--workers", 0, "--no-progress"]
@@ -135,12 +137,12 @@ def test_swa_with_ema_resumes_exactly_and_averages_the_last_epochs(ds, tmp_path)
 @pytest.mark.slow
 def test_lora_state_holds_no_frozen_weights_and_resumes_exactly(ds, tmp_path):
     _resume_equal(ds, tmp_path, ["--lora-rank", "4", "--lr-backbone", "1e-2"], fault=5)
-    from image2biomass.files import load_state
+    from image2biomass.files import load_resume_state
     args = ["train", "--data-dir", ds, "--layout", "full", "--epochs", 1, "--folds", 2, "--only-folds", "0", *TINY]
     r = subprocess.run([str(BIN / "image2biomass"), *map(str, args), "--lora-rank", "4", "--out", str(tmp_path / "st")],
                        capture_output=True, text=True, env={**os.environ, "IMAGE2BIOMASS_FAULT": "write:5"})   # after the cache
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
-    st = load_state(next((tmp_path / "st.partial").glob("fold0.last.safetensors")))["model"]
+    st = load_resume_state(next((tmp_path / "st.partial").glob("fold0.last.safetensors")))["model"]
     assert any("lora_A" in k for k in st) and not [k for k in st if k.startswith("fx.") and "lora_" not in k]
 
 
@@ -184,18 +186,18 @@ def test_resume_refuses_changed_data(ds, tmp_path):
     assert "other data" in r.stderr and "--overwrite" in r.stderr
 
 
-def test_state_every_writes_on_improvement_period_and_end(ds, tmp_path):
-    "--state-every 2: a resume state only every 2nd epoch, when the fold improves, and at its end (counted)."
+def test_resume_every_writes_on_improvement_period_and_end(ds, tmp_path):
+    "--resume-every 2: a resume state only every 2nd epoch, when the fold improves, and at its end (counted)."
     from unittest import mock
-    from image2biomass.files import StateWriter
+    from image2biomass.files import ResumeStateWriter
     from image2biomass.finetune import finetune
     calls = []
-    real = StateWriter.write
+    real = ResumeStateWriter.write
     def spy(self, state, path): calls.append(state["state"]["epoch"]); return real(self, state, path)
-    with mock.patch.object(StateWriter, "write", spy):
+    with mock.patch.object(ResumeStateWriter, "write", spy):
         m = finetune(data_dir=str(ds), out=str(tmp_path / "r"), backbone="test_vit", random_init=True, input_size=32,
                      layout="full", batch_size=4, accum=1, epochs=5, folds=2, only_folds="0", patience=99,
-                     workers=0, state_every=2, lr_backbone=1e-2, progress=False)
+                     workers=0, resume_every=2, lr_backbone=1e-2, progress=False)
     curves = pd.read_csv(tmp_path / "r" / "curves.csv")
     r2, best, want = curves.val_r2.tolist(), -np.inf, []
     for e, v in enumerate(r2):
