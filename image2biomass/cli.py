@@ -252,7 +252,8 @@ def write_cli_spec() -> Path:
 
 # %% ../nbs/08_cli.ipynb #a23478aa
 _ERRORS = [("data", "DataError"), ("data", "ImageError"), ("store", "StoreError"), ("backbones", "WeightsNotFound"),
-           ("backbones", "CheckpointError"), ("files", "OutputError"), ("files", "ResumeStateError"), ("runs", "RunError"),
+           ("backbones", "CheckpointError"), ("files", "OutputError"), ("files", "ResumeStateError"),
+           ("runs", "RunError"),
            ("config", "ConfigError")]
 
 def _user_errors() -> tuple:

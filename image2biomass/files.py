@@ -215,13 +215,14 @@ def save_resume_state(state, # nested dicts / lists / tuples of tensors, arrays 
 def load_tensors(path, # a .safetensors file written by `save_tensors`
                  fix="retrain it, or restore it from a copy", # what the user can do about a damaged file
                 ) -> tuple: # (tensors by name, header metadata)
-    "Read a safetensors file and verify its checksum: a truncated or altered file is one `ResumeStateError`, never used."
+    "Read a safetensors file and verify its checksum: a truncated or altered file is a `ResumeStateError`, never used."
     from safetensors import safe_open
     path = Path(path)
     try:
         with safe_open(str(path), "pt") as f: meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
-        raise ResumeStateError(f"{path}: not a readable safetensors file ({str(e)[:120]}); it is not used: {fix}") from None
+        msg = f"{path}: not a readable safetensors file ({str(e)[:120]}); it is not used: {fix}"
+        raise ResumeStateError(msg) from None
     if "sha256" in meta and tensors_sha256(tensors) != meta["sha256"]:   # files of versions before checksums: none
         raise ResumeStateError(f"{path}: its tensors do not match the checksum written with them (the file was changed "
                          f"or damaged); it is not used: {fix}")
@@ -244,11 +245,11 @@ def _to_cpu(x):
     return copy.deepcopy(x)
 
 class ResumeStateWriter:
-    "`save_resume_state` from a background thread: one pending write at most; errors surface at the next `write`/`wait`."
+    "`save_resume_state` on a background thread: one pending write at most; errors surface at the next `write`/`wait`."
     def __init__(self, background=True): self.thread, self.error, self.background = None, None, background
     def write(self, state, path):
         self.wait()
-        if not self.background: return save_resume_state(state, path)   # a CPU copy costs what the write does (measured)
+        if not self.background: return save_resume_state(state, path)   # a CPU copy costs what the write does
         snap = _to_cpu(state)
         def run():
             try: save_resume_state(snap, path)

@@ -24,8 +24,8 @@ from image2biomass.data import (
     read_pseudo_labels,
     MAX_PIXELS,
 )
-from .files import (write_json, write_csv, save_tensors, load_resume_state, ResumeStateError, ResumeStateWriter, partial_path,
-                                 atomic_path)
+from .files import (write_json, write_csv, save_tensors, load_resume_state, ResumeStateError,
+                                 ResumeStateWriter, partial_path, atomic_path)
 from .tiling import layout_boxes, crop_tiles, location_areas
 from .clean import clean_image, draw_stamp
 from .backbones import load_backbone, rebuild_backbone, TimmFeatures, model_facts, VEGETATION, check_input
