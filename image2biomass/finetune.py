@@ -788,18 +788,18 @@ def _data_sha256(cfg: FinetuneConfig) -> str:
 
 # %% ../nbs/05b_finetune.ipynb #a95d18e5
 def _samples(cfg: FinetuneConfig) -> tuple: # (Samples, train frame, folds, pseudo-labelled Samples or None)
-    d = Path(cfg.data_dir)
-    df = read_train(d / "train.csv", data_dir=d, allow_outside=cfg.allow_outside_paths)
-    s = Samples([d / p for p in df.image_path], df[TARGETS].to_numpy(float), None,
+    data = Path(cfg.data_dir)
+    df = read_train(data / "train.csv", data_dir=data, allow_outside=cfg.allow_outside_paths)
+    s = Samples([data / p for p in df.image_path], df[TARGETS].to_numpy(float), None,
                 aux_targets(df) if cfg.aux else None, state_index(df.State) if cfg.aux else None)
     extra = None
     if cfg.pseudo_labels:
-        pl = read_pseudo_labels(cfg.pseudo_labels, d, set(df.image_id), allow_outside=cfg.allow_outside_paths)
+        pl = read_pseudo_labels(cfg.pseudo_labels, data, set(df.image_id), allow_outside=cfg.allow_outside_paths)
         if "fold" in pl and (pl.fold >= 0).any():
             raise ConfigError(f"{cfg.pseudo_labels}: per-fold pseudo-labels (a fold column) are for train-heads runs; "
                               "give a fine-tuning run one label per image")
         n = len(pl)
-        extra = Samples([d / p for p in pl.image_path], pl[TARGETS].to_numpy(float), np.full(n, cfg.pseudo_weight),
+        extra = Samples([data / p for p in pl.image_path], pl[TARGETS].to_numpy(float), np.full(n, cfg.pseudo_weight),
                         np.full((n, len(AUX_NAMES)), np.nan) if cfg.aux else None, np.full(n, -1) if cfg.aux else None)
         s = dataclasses.replace(s, w=np.ones(len(s)))
     return s, df, make_folds(df, cfg.folds, cfg.seed), extra
