@@ -109,7 +109,7 @@ def merge_stores_command(shards: list, # shard stores written by `extract --shar
 
 def ensemble(runs: list, # run folders (train-heads or train) cross-validated on the same data and folds
              out="ensemble.json", # the ensemble spec to write
-             method="weights", # weights (per-target convex blend) | ridge (non-negative ridge stacking)
+             method="convex", # convex (per-target convex blend weights) | ridge (non-negative ridge stacking)
              overwrite=False, # replace an existing spec
             ):
     "Fit per-target blend weights on the runs' OOF predictions; prints the in-sample and nested (honest) scores."
@@ -121,7 +121,7 @@ def ensemble(runs: list, # run folders (train-heads or train) cross-validated on
     )
 
 def train_ensemble_command(backbones: list, # backbone names, e.g. dinov2_base convnext_large
-                   method="weights", # blend: weights | ridge
+                   method="convex", # blend: convex | ridge
                    weights_dir=None, # folder with <timm_name>/ weight sub-folders (sets $IMAGE2BIOMASS_WEIGHTS)
                    **kw):
     "Fine-tune several backbones with the same settings and folds (out/<backbone>), then blend them."

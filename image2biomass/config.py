@@ -62,7 +62,7 @@ def check_config(cfg):
 # %% ../nbs/00b_config.ipynb #60cac955
 # old option name -> its name now (accepted with a line, for one release)
 RENAMED = {"img_size": "input_size", "state_every": "resume_every"}
-RENAMED_VALUES = {"layout": {"tiles": "grid"}}   # option -> {old value: its value now}
+RENAMED_VALUES = {"layout": {"tiles": "grid"}, "method": {"weights": "convex"}}   # option -> {old value: its value now}
 
 def _say(msg):
     import warnings

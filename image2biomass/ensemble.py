@@ -8,6 +8,7 @@ import dataclasses, hashlib, json, os
 from pathlib import Path
 import numpy as np, pandas as pd
 from scipy.optimize import minimize
+from .config import renamed
 from .data import TARGETS, TARGET_WEIGHTS, weighted_r2
 from .files import write_json, check_output
 from .runs import read_oof, RunError
@@ -81,33 +82,34 @@ def blend(P, spec) -> np.ndarray:
 def nested_score(y, # (n, 5) true grams
                  P, # (runs, n, 5) out-of-fold predictions
                  folds, # (n,) fold of each image
-                 method="weights", # weights | ridge
+                 method="convex", # convex (per-target convex blend) | ridge
                 ) -> float:
     "Weighted R2 of the blend with its weights estimated out-of-fold."
     out = np.zeros_like(y)
     for k in np.unique(folds):
         tr, va = folds != k, folds == k
-        spec = fit_weights(y[tr], P[:, tr]) if method == "weights" else fit_ridge(y[tr], P[:, tr])
+        spec = fit_weights(y[tr], P[:, tr]) if method == "convex" else fit_ridge(y[tr], P[:, tr])
         out[va] = blend(P[:, va], spec)
     return weighted_r2(y, out)
 
 # %% ../nbs/06_ensemble.ipynb #010b135a
 def build_ensemble(runs, # run folders (train-heads or train), cross-validated on the same data and folds
                    out="ensemble.json", # the ensemble spec to write
-                   method="weights", # weights (per-target convex blend) | ridge (non-negative ridge stacking)
+                   method="convex", # convex (per-target convex blend weights) | ridge (non-negative ridge stacking)
                    overwrite=False, # replace an existing spec
                   ) -> dict:
     "Fit blend weights on the runs' OOF predictions; write (atomically) and return the spec, runs relative to it."
     out = check_output(out, runs, overwrite, within=runs)   # never a run's file, never inside a run
-    if method not in ("weights", "ridge"): raise EnsembleError(f"--method {method!r}: choose weights or ridge")
+    method = renamed({"method": method})["method"]   # --method weights: the old name of convex
+    if method not in ("convex", "ridge"): raise EnsembleError(f"--method {method!r}: choose convex or ridge")
     ids, folds, y, P = load_oofs(runs)
-    spec_fit = fit_weights(y, P) if method == "weights" else fit_ridge(y, P)
+    spec_fit = fit_weights(y, P) if method == "convex" else fit_ridge(y, P)
     rel = [os.path.relpath(Path(r).resolve(), out.resolve().parent) for r in runs]
     spec = dict(kind="ensemble", method=method, runs=rel, folds_sha256=_folds_hash(ids, folds),
                 run_scores={r: round(weighted_r2(y, P[i]), 5) for i, r in enumerate(rel)},
                 in_sample_weighted_r2=round(weighted_r2(y, blend(P, spec_fit)), 5),
                 nested_weighted_r2=round(nested_score(y, P, folds, method), 5), n_images=len(ids))
-    if method == "weights":
+    if method == "convex":   # its blend weights
         spec["weights"] = {t: [round(float(v), 6) for v in spec_fit[:, j]] for j, t in enumerate(TARGETS)}
     else:
         spec["ridge"] = {t: dict(coef=[float(v) for v in c], intercept=b) for t, (c, b) in zip(TARGETS, spec_fit)}
@@ -184,16 +186,17 @@ def _check_blend(path, # the spec file, for the messages
                  n_runs, # how many runs it blends
                 ):
     "Raise `EnsembleError` naming the spec and the field unless its blend has the right types and shapes."
-    method = spec.get("method")
-    if method not in ("weights", "ridge"):
-        raise EnsembleError(f"{path}: field method is {_show(method)}; expected weights or ridge")
-    table = spec.get(method)
+    method = renamed({"method": spec.get("method")}, quiet=True)["method"]   # specs written before: weights
+    if method not in ("convex", "ridge"):
+        raise EnsembleError(f"{path}: field method is {_show(spec.get('method'))}; expected convex or ridge")
+    key = "weights" if method == "convex" else "ridge"   # the table of the blend
+    table = spec.get(key)
     if not isinstance(table, dict):
-        raise EnsembleError(f"{path}: field {method} must map each target ({', '.join(TARGETS)}) to its blend, "
+        raise EnsembleError(f"{path}: field {key} must map each target ({', '.join(TARGETS)}) to its blend, "
                             f"got {_show(table)}")
     for t in TARGETS:
         b = table.get(t)
-        if method == "weights" and (not _numbers(b, n_runs) or min(b) < 0 or abs(sum(b) - 1) > 1e-3):
+        if method == "convex" and (not _numbers(b, n_runs) or min(b) < 0 or abs(sum(b) - 1) > 1e-3):
             raise EnsembleError(f"{path}: field weights.{t} must be {n_runs} non-negative numbers (one per run) "
                                 f"summing to 1, got {_show(b)}")
         if method == "ridge" and not (isinstance(b, dict) and _numbers(b.get("coef"), n_runs) and min(b["coef"]) >= 0
@@ -204,13 +207,12 @@ def _check_blend(path, # the spec file, for the messages
 # %% ../nbs/06_ensemble.ipynb #01ad6802
 def train_ensemble(backbones: list, # backbone names, e.g. dinov2_base convnext_large
                    cfg=None, # a FinetuneConfig: every setting of the fine-tuning runs; its `out` is the ensemble folder
-                   method="weights", # blend: weights | ridge
+                   method="convex", # blend: convex | ridge
                    weights_dir=None, # folder with <timm_name>/ weight sub-folders (sets $IMAGE2BIOMASS_WEIGHTS)
                    **kwargs, # FinetuneConfig fields overriding `cfg`
                   ) -> dict:
     """Fine-tune every backbone with the same settings and folds (out/<backbone>), then fit the ensemble; returns the
     spec."""
-    from image2biomass.config import renamed
     from image2biomass.finetune import finetune, FinetuneConfig
     cfg = dataclasses.replace(cfg or FinetuneConfig(out="runs/ens"), **renamed(kwargs))
     out = Path(cfg.out)

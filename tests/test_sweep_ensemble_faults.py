@@ -134,3 +134,22 @@ def test_the_good_spec_predicts(world, tmp_path):
     run("predict", "--ensemble", world["ens"], "--data-dir", world["ds"], "--out", tmp_path / "sub.csv", "--workers", 0,
         "--no-progress", check=0)
     assert len(pd.read_csv(tmp_path / "sub.csv")) == 3 * 5
+
+
+def test_old_blend_method_name_still_works(world, tmp_path):
+    """Issue O: the convex blend was called `weights` (a word that also means checkpoints): `ensemble --method weights`
+    still works with one line, and a spec written with method 'weights' predicts as before, without a line."""
+    runs = [world["sw"] / "trial000", world["sw"] / "trial001"]
+    r = run("ensemble", *runs, "--method", "weights", "--out", tmp_path / "old.json", check=0)
+    assert "--method weights is now --method convex" in r.stderr, r.stderr
+    spec = json.loads((tmp_path / "old.json").read_text())
+    assert spec["method"] == "convex" and spec["weights"] == json.loads(world["ens"].read_text())["weights"]
+    old = world["ens"].with_name(f"old-{tmp_path.name}.json")   # beside the good one: its runs stay inside the project
+    old.write_text(json.dumps({**spec, "method": "weights", "runs": json.loads(world["ens"].read_text())["runs"]}))
+    pred = ["--data-dir", world["ds"], "--workers", 0, "--no-progress"]
+    try:
+        run("predict", "--ensemble", world["ens"], *pred, "--out", tmp_path / "a.csv", check=0)
+        r = run("predict", "--ensemble", old, *pred, "--out", tmp_path / "b.csv", check=0)
+    finally: old.unlink()
+    assert "is now" not in r.stderr, r.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv"))
