@@ -32,7 +32,7 @@ from .runs import read_config, fold_files, run_folds, read_oof, read_fold, RunEr
 from .store import FeatureStore, StoreError
 
 # %% auto #0
-__all__ = ['M', 'COMPONENTS', 'project_mass_balance', 'SubmissionError', 'check_submission', 'run_kind', 'extract_like',
+__all__ = ['M', 'COMPONENTS', 'project_mass_balance', 'SubmissionError', 'check_submission', 'run_type', 'extract_like',
            'predict_heads_run', 'predict_finetune_run', 'density_image', 'draw_density', 'redraw_density',
            'density_figure', 'write_maps', 'apply_state_rules', 'PredictConfig', 'predict', 'flag_images',
            'draw_attention']
@@ -79,7 +79,7 @@ def check_submission(sub, # DataFrame sample_id, target
     return sub.set_index("sample_id").loc[list(sample_ids)].reset_index()
 
 # %% ../nbs/07_inference.ipynb #26fb78e2
-def run_kind(run) -> str: return read_config(run).get("kind", "heads")
+def run_type(run) -> str: return read_config(run).get("kind", "heads")   # heads | finetune | state (the file's key)
 
 def _test_store_path(fp, features_dir, split, image_ids) -> Path:
     "A store name unique to the extraction settings and the images; no part of it comes from a file unsanitised."
@@ -420,9 +420,9 @@ def _runs_of(cfg: PredictConfig) -> tuple: # (run folders, ensemble spec or None
     if not runs: raise ConfigError("give --runs R1 [R2 ...] or --ensemble spec.json")
     return runs, None
 
-def _check_options(cfg: PredictConfig, kinds, runs):
+def _check_options(cfg: PredictConfig, types, runs):
     "Options that would silently do nothing for these runs are errors."
-    if cfg.tta != "none" and "finetune" not in kinds:
+    if cfg.tta != "none" and "finetune" not in types:
         raise ConfigError(
             f"--tta {cfg.tta}: test-time augmentation applies to fine-tuned runs; these are train-heads runs, "
             "which average the views stored at extraction (extract --views)"
@@ -444,24 +444,24 @@ def _head_of(run) -> str:
     return h if h != "auto" else ("mil" if renamed(c, quiet=True).get("layout") == "grid" else "mlp")
 
 # %% ../nbs/07_inference.ipynb #64e279fd
-def _predict_runs(cfg, runs, kinds, d, ids, paths) -> tuple: # ((runs, n, 5), maps of a density run or None, stores)
+def _predict_runs(cfg, runs, types, d, ids, paths) -> tuple: # ((runs, n, 5), maps of a density run or None, stores)
     P, maps, stores = [], None, {}   # stores: heads run -> the store of these images
-    for r, kind in zip(runs, kinds):
+    for r, rtype in zip(runs, types):
         common = dict(weights=cfg.weights, workers=cfg.workers, device=cfg.device, progress=cfg.progress,
                       maps=bool(cfg.maps), max_pixels=cfg.max_pixels)
-        if kind == "finetune":
+        if rtype == "finetune":
             res = predict_finetune_run(r, d, ids, paths, tta=cfg.tta, batch_size=cfg.batch_size or 8, **common)
-        elif kind == "heads":
+        elif rtype == "heads":
             res = predict_heads_run(r, d, ids, split=cfg.split, features_dir=cfg.features_dir or None,
                                     batch_size=cfg.batch_size, allow_outside=cfg.allow_outside_paths, **common)
         else:
-            raise RunError(f"{r} is a {kind} run; predict takes train-heads and train runs")
+            raise RunError(f"{r} is a {rtype} run; predict takes train-heads and train runs")
         if bad := int((~np.isfinite(res["pred"])).any(1).sum()):   # never projected to zeros and "validated"
             raise RunError(f"{r}: predictions for {bad} of {len(ids)} images are not finite (NaN or inf): its fold "
                            "checkpoints hold non-finite weights, or its features do; retrain the run")
         P.append(res["pred"])
         if maps is None and res.get("maps") is not None: maps = res["maps"]
-        if kind == "heads": stores.setdefault(r, res["store"])
+        if rtype == "heads": stores.setdefault(r, res["store"])
     return np.stack(P), maps, stores
 
 # %% ../nbs/07_inference.ipynb #e05b0756
@@ -489,12 +489,12 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
     check_writable(out.parent)                                     # before any long work
     set_threads(loader_workers(cfg.workers, cfg.device))
     if cfg.maps: check_writable(cfg.maps)
-    kinds = [run_kind(r) for r in runs]
-    _check_options(cfg, kinds, runs)
+    types = [run_type(r) for r in runs]
+    _check_options(cfg, types, runs)
     rd = read_test if cfg.split == "test" else read_train
     df = rd(d / f"{cfg.split}.csv", data_dir=d, allow_outside=cfg.allow_outside_paths)
     ids, paths = list(df.image_id), [d / p for p in df.image_path]
-    P, maps, stores = _predict_runs(cfg, runs, kinds, d, ids, paths)
+    P, maps, stores = _predict_runs(cfg, runs, types, d, ids, paths)
     pred = blend(P, spec_blend(spec)) if spec is not None else P.mean(0)
     if cfg.postprocess == "clip":
         pred = np.minimum(pred, np.max([read_oof(r)[TARGETS].max().to_numpy() for r in runs], 0) * 1.5)
@@ -510,7 +510,7 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
     detail = _detail(cfg, runs, spec, ids, pred, stores) if cfg.detail else None
     write_csv(sub, out)
     if detail is not None: write_csv(detail, cfg.detail); sub.attrs["detail"] = detail
-    if cfg.maps and maps is not None: write_maps(cfg.maps, ids, paths, maps, _clean_of(runs, kinds))
+    if cfg.maps and maps is not None: write_maps(cfg.maps, ids, paths, maps, _clean_of(runs, types))
     if cfg.progress:
         print(
             f"wrote {out}: {len(sub)} rows for {len(ids)} images from {len(runs)} "
@@ -584,9 +584,9 @@ def _validated(sub, d, split):
     )
     return check_submission(sub[sub.sample_id.isin(set(expected))] if len(sub) > len(expected) else sub, expected)
 
-def _clean_of(runs, kinds) -> str:
+def _clean_of(runs, types) -> str:
     "The stamp cleaning of the (first) density run, so its maps sit on the photo it saw."
-    for r, k in zip(runs, kinds):
+    for r, k in zip(runs, types):
         c = read_config(r)
         if k == "finetune": return c["config"].get("clean", "none")
         return c.get("store_fingerprint", {}).get("clean", "none")

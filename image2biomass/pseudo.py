@@ -18,7 +18,7 @@ from image2biomass.inference import (
     predict_heads_run,
     predict_finetune_run,
     project_mass_balance,
-    run_kind,
+    run_type,
     extract_like,
 )
 from .runs import start_run, swap_in, read_config, RunError
@@ -60,7 +60,7 @@ def pseudo_labels(runs, # run folders whose mean prediction labels the images
     training range) are left out: a wrong label there is likely, and it would be learnt."""
     P, F, stores = [], [], {}
     for r in runs:
-        if run_kind(r) == "finetune":
+        if run_type(r) == "finetune":
             P.append(
                 predict_finetune_run(r, data_dir, ids, paths, cfg.tta, 8, cfg.workers, cfg.device, False, cfg.weights)[
                     "pred"
@@ -156,11 +156,11 @@ def pseudo_label(cfg: PseudoConfig = None, **kwargs) -> dict:
     cfg = dataclasses.replace(cfg or PseudoConfig(), **kwargs)
     runs = [Path(r) for r in ([cfg.runs] if isinstance(cfg.runs, (str, Path)) else cfg.runs)]
     if not runs: raise ConfigError("give --runs STUDENT [TEACHER ...]")
-    kinds = [run_kind(r) for r in runs]
-    if cfg.tta != "none" and "finetune" not in kinds:
+    types = [run_type(r) for r in runs]
+    if cfg.tta != "none" and "finetune" not in types:
         raise ConfigError(f"--tta {cfg.tta}: test-time augmentation labels with fine-tuned runs; these are train-heads "
                           "runs, which average the views stored at extraction")
-    if cfg.epochs and kinds[0] != "finetune":
+    if cfg.epochs and types[0] != "finetune":
         raise ConfigError(f"--epochs {cfg.epochs} sets a fine-tuned student's epochs per round; the student "
                           f"{runs[0]} is a train-heads run, retrained with its own --epochs")
     out, d = Path(cfg.out), Path(cfg.data_dir)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, torch
 
 # %% auto #0
-__all__ = ['IMAGENET', 'HF_KINDS', 'COMPARED', 'META_KINDS', 'perturb_', 'hf_reference', 'native_size', 'hf_features',
+__all__ = ['IMAGENET', 'HF_ARCHS', 'COMPARED', 'META_ARCHS', 'perturb_', 'hf_reference', 'native_size', 'hf_features',
            'meta_reference', 'timm_filter_load', 'timm_features', 'max_rel_error', 'pixels', 'normalise']
 
 # %% ../nbs/02d_reference.ipynb #6de7cd48
@@ -29,22 +29,22 @@ def perturb_(model, # any nn.Module
     return model
 
 # %% ../nbs/02d_reference.ipynb #a367685d
-HF_KINDS = ("Dinov2Model", "Dinov2WithRegistersModel", "DINOv3ViTModel", "DINOv3ViTModel-swiglu", "DINOv3ConvNextModel")
+HF_ARCHS = ("Dinov2Model", "Dinov2WithRegistersModel", "DINOv3ViTModel", "DINOv3ViTModel-swiglu", "DINOv3ConvNextModel")
 
-def _hf_config(kind, width, depth):
+def _hf_config(arch, width, depth):
     import transformers as T
     vit = dict(hidden_size=width, num_hidden_layers=depth, num_attention_heads=max(1, width // 32))
-    if kind == "Dinov2Model": return T.Dinov2Config(**vit, image_size=518, patch_size=14)
-    if kind == "Dinov2WithRegistersModel":
+    if arch == "Dinov2Model": return T.Dinov2Config(**vit, image_size=518, patch_size=14)
+    if arch == "Dinov2WithRegistersModel":
         return T.Dinov2WithRegistersConfig(**vit, image_size=518, patch_size=14, num_register_tokens=4)
-    if kind.startswith("DINOv3ViTModel"):
-        gated = kind.endswith("swiglu")
+    if arch.startswith("DINOv3ViTModel"):
+        gated = arch.endswith("swiglu")
         return T.DINOv3ViTConfig(**vit, intermediate_size=3 * width if gated else 4 * width, patch_size=16,
                                  num_register_tokens=4, use_gated_mlp=gated, hidden_act="silu" if gated else "gelu")
     return T.DINOv3ConvNextConfig(hidden_sizes=[width // 4, width // 2, width * 3 // 4, width], depths=[1, 1, depth, 1])
 
 # %% ../nbs/02d_reference.ipynb #5ab3cf26
-def hf_reference(kind, # one of `HF_KINDS`
+def hf_reference(arch, # one of `HF_ARCHS`
                  folder, # where to save_pretrained it
                  width=64, # hidden size
                  depth=3, # blocks
@@ -54,7 +54,7 @@ def hf_reference(kind, # one of `HF_KINDS`
     "A perturbed random transformers model saved as its Hub repos are; returns the model (eval mode)."
     import transformers as T
     T.utils.logging.disable_progress_bar()                 # "Writing model shards" bars: noise in tests and notebooks
-    model = getattr(T, kind.split("-")[0])(_hf_config(kind, width, depth)).eval()
+    model = getattr(T, arch.split("-")[0])(_hf_config(arch, width, depth)).eval()
     perturb_(model, seed)
     folder = Path(folder)
     model.save_pretrained(folder, max_shard_size="40KB" if layout == "sharded" else "50GB")
@@ -65,9 +65,9 @@ def hf_reference(kind, # one of `HF_KINDS`
         (folder / "model.safetensors").unlink()
     return model
 
-def native_size(kind) -> int:
+def native_size(arch) -> int:
     "The input size of a reference: DINOv2's learned 37x37 grid at patch 14, DINOv3's 224."
-    return 518 if kind.startswith("Dinov2") else 224
+    return 518 if arch.startswith("Dinov2") else 224
 
 # %% ../nbs/02d_reference.ipynb #a7638949
 COMPARED = "layers:-1,1 pool:cls,mean"
@@ -87,15 +87,15 @@ def hf_features(model, # a transformers reference
     return torch.cat([last[:, 0], last[:, n:].mean(1), mid[:, 0], mid[:, n:].mean(1)], 1)
 
 # %% ../nbs/02d_reference.ipynb #e5eccda4
-META_KINDS = ("dinov2", "dinov2_reg", "dinov3", "dinov3_convnext")
+META_ARCHS = ("dinov2", "dinov2_reg", "dinov3", "dinov3_convnext")
 
-def _timm_model(kind, width, depth):
+def _timm_model(arch, width, depth):
     "A small timm model of a Meta family; 64-wide heads as in every DINOv2/v3 (a Meta file has no config to say so)."
     from image2biomass.backbones import _create
     vit = dict(embed_dim=width, depth=depth, num_heads=max(1, width // 64))
-    if kind == "dinov2": return _create("vit_small_patch14_dinov2", 518, vit)
-    if kind == "dinov2_reg": return _create("vit_small_patch14_reg4_dinov2", 518, vit)
-    if kind == "dinov3": return _create("vit_small_patch16_dinov3", 224, dict(vit, qkv_bias=True))
+    if arch == "dinov2": return _create("vit_small_patch14_dinov2", 518, vit)
+    if arch == "dinov2_reg": return _create("vit_small_patch14_reg4_dinov2", 518, vit)
+    if arch == "dinov3": return _create("vit_small_patch16_dinov3", 224, dict(vit, qkv_bias=True))
     return _create(
         "convnext_tiny", 224, dict(dims=[width // 4, width // 2, width * 3 // 4, width], depths=[1, 1, depth, 1])
     )
@@ -114,13 +114,13 @@ def _cnx_meta_name(k):
     import re
     return next((re.sub(p, r, k, count=1) for p, r in _META_CNX if re.match(p, k)), k)
 
-def _to_meta(kind, sd, g) -> dict:
+def _to_meta(arch, sd, g) -> dict:
     "timm tensors -> Meta's names, with Meta's way of keeping the class token's position and the k bias."
     noise = lambda *s: torch.randn(*s, generator=g)
     D = sd["cls_token"].shape[-1] if "cls_token" in sd else 0
-    if kind == "dinov3_convnext": return {_cnx_meta_name(k): v for k, v in sd.items()}
-    if kind == "dinov2": return {"mask_token": noise(1, D), **sd}
-    if kind == "dinov2_reg":
+    if arch == "dinov3_convnext": return {_cnx_meta_name(k): v for k, v in sd.items()}
+    if arch == "dinov2": return {"mask_token": noise(1, D), **sd}
+    if arch == "dinov2_reg":
         p0, out = noise(1, 1, D), {k: v for k, v in sd.items() if k != "reg_token"}
         return {**out, "mask_token": noise(1, D), "register_tokens": sd["reg_token"], "cls_token": sd["cls_token"] - p0,
                 "pos_embed": torch.cat([p0, sd["pos_embed"]], 1)}
@@ -137,26 +137,26 @@ def _to_meta(kind, sd, g) -> dict:
     return out
 
 # %% ../nbs/02d_reference.ipynb #98c61ad0
-def meta_reference(kind, # one of META_KINDS
+def meta_reference(arch, # one of META_ARCHS
                    path, # the .pth file to write
                    width=128, # embedding width
                    depth=3, # blocks
                    seed=0, # seed of the weights and their perturbation
                   ):
     "A perturbed random timm model saved in Meta's original layout (torch.save of tensors); returns the timm model."
-    model = perturb_(_timm_model(kind, width, depth), seed).eval()
-    torch.save(_to_meta(kind, model.state_dict(), torch.Generator().manual_seed(seed + 1)), path)
+    model = perturb_(_timm_model(arch, width, depth), seed).eval()
+    torch.save(_to_meta(arch, model.state_dict(), torch.Generator().manual_seed(seed + 1)), path)
     return model
 
-def timm_filter_load(kind, # one of META_KINDS
+def timm_filter_load(arch, # one of META_ARCHS
                      path, # the Meta-format file
                      width=128, # embedding width
                      depth=3, # blocks
                     ):
     "A fresh timm model loaded from a Meta file through timm's own converter (an independent check of `_to_meta`)."
     import timm.models.convnext as cnx, timm.models.eva as eva, timm.models.vision_transformer as vit
-    m = _timm_model(kind, width, depth)
-    fn = {"dinov3": eva, "dinov3_convnext": cnx}.get(kind, vit).checkpoint_filter_fn
+    m = _timm_model(arch, width, depth)
+    fn = {"dinov3": eva, "dinov3_convnext": cnx}.get(arch, vit).checkpoint_filter_fn
     m.load_state_dict(fn(torch.load(path, weights_only=True), m), strict=True)
     return m.eval()
 

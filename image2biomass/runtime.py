@@ -31,14 +31,14 @@ def resolve_device(name="auto", # auto | cpu | cuda | cuda:N
     if name != "cpu": raise ConfigError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
     return torch.device("cpu")
 
-def amp_dtype(device, kind="auto") -> torch.dtype|None:
-    "The autocast dtype for `kind` (auto | bf16 | fp16 | none) on `device`: None means float32."
+def amp_dtype(device, amp="auto") -> torch.dtype|None:
+    "The autocast dtype for `amp` (auto | bf16 | fp16 | none) on `device`: None means float32."
     if device.type != "cuda": return None                  # bf16 autocast is ~10x slower on CPU: float32 there
-    return {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}.get(kind)
+    return {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
 
-def autocast(device, kind="auto"):
-    "An autocast context for `device` and `kind` (a no-op context when float32)."
-    dt = amp_dtype(device, kind)
+def autocast(device, amp="auto"):
+    "An autocast context for `device` and `amp` (a no-op context when float32)."
+    dt = amp_dtype(device, amp)
     return torch.autocast("cuda", dtype=dt) if dt is not None else contextlib.nullcontext()
 
 # %% ../nbs/00d_runtime.ipynb #3a1009f7

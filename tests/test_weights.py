@@ -30,33 +30,33 @@ def stored_vs(ref_fn, ds, store):
     return [R.max_rel_error(got[:, j * D:(j + 1) * D], want[:, j * D:(j + 1) * D]) for j in range(4)]
 
 
-@pytest.mark.parametrize("kind,layout", [(k, "safetensors") for k in R.HF_KINDS] +
+@pytest.mark.parametrize("arch,layout", [(k, "safetensors") for k in R.HF_ARCHS] +
                          [("DINOv3ViTModel", "sharded"), ("Dinov2WithRegistersModel", "bin")])
-def test_transformers_folder_equals_reference(kind, layout, square, tmp_path):
+def test_transformers_folder_equals_reference(arch, layout, square, tmp_path):
     w = tmp_path / "hub"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = R.hf_reference(kind, w, layout=layout)
-    ds = square[R.native_size(kind)]
+        ref = R.hf_reference(arch, w, layout=layout)
+    ds = square[R.native_size(arch)]
     r = run("extract", "--data-dir", ds, "--out", tmp_path / "f.h5", "--backbone", "auto", "--weights", w, *FEATURE, check=0)
     errors = stored_vs(lambda x: R.hf_features(ref, x), ds, tmp_path / "f.h5")
     assert max(errors) <= 1e-4, errors
     fp = FeatureStore(tmp_path / "f.h5").fingerprint
     assert fp["weights"] == weights_sha256(weight_files(w)) and fp["weights_format"].startswith("hf-")
-    assert fp["input_size"] == R.native_size(kind)
+    assert fp["input_size"] == R.native_size(arch)
     if layout == "sharded": assert len(weight_files(w)) > 1
 
 
-@pytest.mark.parametrize("kind", R.META_KINDS)
-def test_meta_file_equals_timm(kind, square, tmp_path):
-    w = tmp_path / f"{kind}_pretrain.pth"
-    ref = R.meta_reference(kind, w)
-    size = 224 if kind.startswith("dinov3") else 518
+@pytest.mark.parametrize("arch", R.META_ARCHS)
+def test_meta_file_equals_timm(arch, square, tmp_path):
+    w = tmp_path / f"{arch}_pretrain.pth"
+    ref = R.meta_reference(arch, w)
+    size = 224 if arch.startswith("dinov3") else 518
     ds = square[size]
     run("extract", "--data-dir", ds, "--out", tmp_path / "f.h5", "--backbone", "auto", "--weights", w, *FEATURE, check=0)
     assert max(stored_vs(lambda x: R.timm_features(ref, x), ds, tmp_path / "f.h5")) <= 1e-4
     x = R.normalise(R.pixels(size))     # the hand-written Meta layout is the one timm's own converter reads
-    torch.testing.assert_close(R.timm_features(R.timm_filter_load(kind, w), x), R.timm_features(ref, x))
+    torch.testing.assert_close(R.timm_features(R.timm_filter_load(arch, w), x), R.timm_features(ref, x))
     assert FeatureStore(tmp_path / "f.h5").fingerprint["weights_format"].startswith("meta-dinov")
 
 
