@@ -216,12 +216,12 @@ def _as_targets(y) -> np.ndarray:
 
 def weighted_r2(y_true, # (n, 5) or DataFrame with the `TARGETS` columns
                 y_pred, # same shape as `y_true`
-                weights=TARGET_WEIGHTS, # per-target weights in `TARGETS` order
+                target_weights=TARGET_WEIGHTS, # the metric's weight of each target, in `TARGETS` order
                ) -> float:
     "The competition score: one R² over all (image, target) pairs, each weighted by its target's weight."
     yt, yp = _as_targets(y_true), _as_targets(y_pred)
     if yt.shape != yp.shape: raise ValueError(f"y_true {yt.shape} and y_pred {yp.shape} differ in shape")
-    w = np.broadcast_to(np.asarray(weights, dtype=float), yt.shape)
+    w = np.broadcast_to(np.asarray(target_weights, dtype=float), yt.shape)
     mean = (w * yt).sum() / w.sum()
     ss_res, ss_tot = (w * (yt - yp) ** 2).sum(), (w * (yt - mean) ** 2).sum()
     return float(1 - ss_res / ss_tot) if ss_tot > 0 else float("nan")

@@ -42,11 +42,11 @@ M = np.zeros((5, 3))   # (Green, Dead, Clover) -> the 5 targets in TARGETS order
 M[GREEN, 0] = M[DEAD, 1] = M[CLOVER, 2] = 1; M[GDM, [0, 2]] = 1; M[TOTAL, :] = 1
 
 def project_mass_balance(pred, # (n, 5) grams, TARGETS order
-                         weights=TARGET_WEIGHTS, # least-squares weights per target
+                         target_weights=TARGET_WEIGHTS, # least-squares weight of each target
                         ) -> np.ndarray: # (n, 5) satisfying the balance exactly, >= 0
     "Weighted non-negative least-squares projection onto GDM = Green + Clover, Total = GDM + Dead."
     pred = np.asarray(pred, float)
-    sw = np.sqrt(np.asarray(weights, float))
+    sw = np.sqrt(np.asarray(target_weights, float))
     A = M * sw[:, None]
     comp = np.stack([nnls(A, p * sw)[0] for p in np.nan_to_num(pred)])
     return comp @ M.T
