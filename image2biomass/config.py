@@ -10,8 +10,8 @@ from typing import ClassVar, Literal, get_args, get_origin, get_type_hints
 
 # %% auto #0
 __all__ = ['RENAMED', 'RENAMED_VALUES', 'MAX_PIXELS', 'ConfigError', 'flag', 'field_choices', 'bounds_of', 'check_config',
-           'renamed', 'Config', 'ImageOptions', 'BackboneOptions', 'LayoutOptions', 'HeadOptions', 'PseudoOptions',
-           'CVOptions', 'RuntimeOptions', 'OutputOptions', 'field_docs']
+           'renamed', 'moved', 'Config', 'ImageOptions', 'BackboneOptions', 'LayoutOptions', 'HeadOptions',
+           'PseudoOptions', 'CVOptions', 'RuntimeOptions', 'OutputOptions', 'field_docs']
 
 # %% ../nbs/00b_config.ipynb #2bb93f12
 class ConfigError(ValueError):
@@ -84,6 +84,21 @@ def renamed(settings: dict, # option name -> value (keyword arguments, kernel pa
         out[k] = v
     return out
 
+# %% ../nbs/00b_config.ipynb #75e1e5cf
+def moved(module: str, # the module's __name__
+          table: dict, # old name -> its name now, in that module
+         ):
+    "A module `__getattr__` that serves renamed names for one release, with a line for each use."
+    def __getattr__(name):
+        if name not in table: raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        import sys, warnings
+        warnings.warn(f"{module}.{name} is now {table[name]}; the old name works until the next release", FutureWarning,
+                      stacklevel=2)
+        return getattr(sys.modules[module], table[name])
+    return __getattr__
+
+__getattr__ = moved(__name__, {"validate": "check_config"})
+
 # %% ../nbs/00b_config.ipynb #bf6fd205
 @dataclasses.dataclass
 class Config:
@@ -98,7 +113,7 @@ class Config:
 # %% ../nbs/00b_config.ipynb #4c946bf5
 MAX_PIXELS = 100_000_000  # default size cap: 50x a 1000x2000 photo; bigger headers are refused before decoding
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class ImageOptions(Config):
     "Where the photos are, and which files may be read."
     data_dir: str = "data/synth"  # folder holding train.csv / test.csv and the train/ and test/ images
@@ -106,15 +121,15 @@ class ImageOptions(Config):
     allow_outside_paths: bool = False  # accept image paths (or symlinks) leading outside --data-dir
     bounds: ClassVar[dict] = dict(max_pixels=(1, None))
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class BackboneOptions(Config):
     "The backbone and its checkpoint."
     backbone: str = "dinov2_base"  # short or timm name, or auto (the architecture of --weights)
     # weights file, transformers folder, or folder holding one (default: $IMAGE2BIOMASS_WEIGHTS, then the hub cache)
     weights: str = None
-    random_init: bool = False  # run without weights (tests only; recorded in the run and the store fingerprint)
+    random_init: bool = False  # run without weights (tests only; recorded with what it makes)
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class LayoutOptions(Config):
     "How a photo is cut for the backbone."
     layout: Literal["grid", "halves", "full"] = "grid"  # a grid of tiles, the two halves, or the full photo
@@ -122,11 +137,11 @@ class LayoutOptions(Config):
     stride: int = 400  # grid layout: step in image pixels
     # model input side, rounded to the patch size; 0 = the tile size for grid, the backbone's native size otherwise
     input_size: int = 0
-    clean: Literal["none", "stamps"] = "none"  # inpaint the orange date stamp before cutting (fingerprinted)
+    clean: Literal["none", "stamps"] = "none"  # inpaint the orange date stamp before cutting (training and prediction)
     bounds: ClassVar[dict] = dict(tile=(16, None), stride=(1, None), input_size=(0, 8192))
 
 # %% ../nbs/00b_config.ipynb #c5007ed0
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class HeadOptions(Config):
     "What a head predicts beside the five targets, and its loss."
     loss: Literal["smoothl1", "ziln"] = "smoothl1"  # training loss on the targets
@@ -140,29 +155,30 @@ class HeadOptions(Config):
     bounds: ClassVar[dict] = dict(consistency_weight=(0, None), aux_weight=(0, None), aux_bins=(0, 100),
                                   aux_bins_weight=(0, None))
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class PseudoOptions(Config):
     "Pseudo-labelled test photos added to training."
-    # CSV of pseudo-labelled test images (image_id, image_path, 5 targets; optional fold) added to the training sets
+    # CSV of pseudo-labelled test images (image_id, image_path, 5 targets) added to the training sets (train-heads: an
+    # optional fold column gives a label to that fold only)
     pseudo_labels: str = ""
     pseudo_weight: float = 1.0  # sample weight of the pseudo-labelled images
     bounds: ClassVar[dict] = dict(pseudo_weight=(0, None))
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class CVOptions(Config):
     "Grouped cross-validation."
     folds: int = 5  # CV folds, grouped by sampling date
     seed: int = 0  # seed of folds, initialisation, data order and augmentation
     bounds: ClassVar[dict] = dict(folds=(2, None))
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class RuntimeOptions(Config):
     "Where a stage runs."
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     workers: int = -1  # DataLoader processes (-1: by device, see loader_workers)
     bounds: ClassVar[dict] = dict(workers=(-1, None))
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class OutputOptions(Config):
     "What a stage does with what it writes."
     overwrite: bool = False  # replace an existing output (kept until the new one is complete)

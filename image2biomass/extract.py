@@ -28,7 +28,7 @@ __all__ = ['LAST_RUN', 'ExtractConfig', 'image_size', 'list_images', 'TileDatase
            'fingerprint', 'extract']
 
 # %% ../nbs/02c_extract.ipynb #b17e8cb9
-@dataclass
+@dataclass(kw_only=True)
 class ExtractConfig(OutputOptions, RuntimeOptions, LayoutOptions, BackboneOptions, ImageOptions):  # groups: see config
     "Settings of a feature extraction: its own options and those of the groups it is built from."
     # short name (dinov2_base, dinov3_large, ...), any timm name, auto (from the weights), or vegetation
@@ -151,7 +151,8 @@ class TileBatcher:
         out, ev = self.fn(self._pack(chunks, got))[:got], None
         if self.pinned and torch.is_tensor(out) and out.is_cuda:
             host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True); host.copy_(out, non_blocking=True)
-            out, ev = host, torch.cuda.Event(); ev.record()
+            ev = torch.cuda.Event(); ev.record(torch.cuda.current_stream(out.device))   # its GPU's stream, not cuda:0's
+            out = host
         self._collect()                    # the batch before, finished (or nearly) while this one was packed
         self.pending = (out, ev, owners); self.buffered -= got
 
@@ -260,7 +261,9 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
     size = info["input_size"]
     if cfg.progress: print(describe_backbone(info))
     fx = fx.to(device).eval()
-    if device.type == "cuda": fx = fx.to(memory_format=torch.channels_last)
+    if device.type == "cuda":   # cuda:K (--shard i/N --device cuda:K): K is the current device for every stream used
+        if device.index is not None: torch.cuda.set_device(device)
+        fx = fx.to(memory_format=torch.channels_last)
     views = view_indices(cfg.views)
     names = check_input(fx, size, cfg.backbone)   # on its device: one tile, a size it cannot take is one line
     dim = sum(w for _, w in names)

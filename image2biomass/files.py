@@ -260,6 +260,16 @@ class ResumeStateWriter:
         if self.thread is not None: self.thread.join(); self.thread = None
         if self.error is not None: e, self.error = self.error, None; raise e
 
+_RENAMED = {"StateError": "ResumeStateError", "StateWriter": "ResumeStateWriter", "save_state": "save_resume_state",
+            "load_state": "load_resume_state"}   # the resume state, named apart from the Australian State
+
+def __getattr__(name):   # config.moved, written out: this floor imports nothing of the package
+    if name not in _RENAMED: raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import warnings
+    warnings.warn(f"{__name__}.{name} is now {_RENAMED[name]}; the old name works until the next release",
+                  FutureWarning, stacklevel=2)
+    return globals()[_RENAMED[name]]
+
 # %% ../nbs/00a_files.ipynb #c19e11c2
 def _interactive() -> bool:
     "A terminal or a Jupyter kernel: where a bar redraws in place."

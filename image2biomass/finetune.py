@@ -50,7 +50,7 @@ __all__ = ['LORA_LAYERS', 'LoraOptions', 'UnfreezeOptions', 'FinetuneConfig', 'm
            'memory_estimate', 'memory_plan', 'EpochSampler', 'train_fold', 'finetune']
 
 # %% ../nbs/05b_finetune.ipynb #b0866c38
-@dataclass
+@dataclass(kw_only=True)
 class LoraOptions(Config):
     "LoRA adapters on a frozen backbone (peft)."
     lora_rank: int = 0  # LoRA adapters (peft) of this rank; the backbone's own weights stay frozen; 0 = off
@@ -59,7 +59,7 @@ class LoraOptions(Config):
     lora_targets: str = "qkv"  # comma-separated layers of each block: qkv | proj | mlp
     bounds: ClassVar[dict] = dict(lora_rank=(0, None), lora_alpha=(0, None), lora_blocks=(0, None))
 
-@dataclass
+@dataclass(kw_only=True)
 class UnfreezeOptions(Config):
     "Which backbone blocks train, and at what learning rate."
     freeze_epochs: int = 0  # epochs with the whole backbone frozen before the blocks below train
@@ -69,7 +69,7 @@ class UnfreezeOptions(Config):
     layer_decay: float = 1.0  # layer-wise LR decay of the backbone (e.g. 0.75); 1 = off
     bounds: ClassVar[dict] = dict(freeze_epochs=(0, None), train_blocks=(0, None), layer_decay=(0.01, 1))
 
-@dataclass
+@dataclass(kw_only=True)
 class FinetuneConfig(OutputOptions, RuntimeOptions, UnfreezeOptions, LoraOptions, CVOptions, PseudoOptions,
                      HeadOptions, LayoutOptions, BackboneOptions, ImageOptions):   # groups last-first: see config
     "Settings of an end-to-end fine-tuning run: its own options and those of the groups it is built from."

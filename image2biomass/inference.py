@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch
 from scipy.optimize import nnls
-from .config import Config, ConfigError, renamed
+from .config import Config, ConfigError, renamed, moved
 from .config import OutputOptions, RuntimeOptions, ImageOptions
 from .runtime import set_threads, loader_workers
 from image2biomass.data import (
@@ -98,6 +98,8 @@ def _check_weights(fp, weights, what):
             f"{what} was trained on features of {fp['backbone']} weights sha256 {fp['weights'][:12]}..., but {f} "
             "holds other weights; pass the same weights with --weights"
         )
+
+__getattr__ = moved(__name__, {"validate_submission": "check_submission", "run_kind": "run_type"})   # one release
 
 # %% ../nbs/07_inference.ipynb #5c3da0a1
 _STORES_READY = {}  # stores extract_like made or checked in this process -> the state of their files then
@@ -389,7 +391,7 @@ def apply_state_rules(pred, # (n, 5) balanced grams
     return comp @ M.T, changed
 
 # %% ../nbs/07_inference.ipynb #e54414a7
-@dataclass
+@dataclass(kw_only=True)
 class PredictConfig(OutputOptions, RuntimeOptions, ImageOptions):   # groups last-first: see config
     "Settings of a prediction: runs or an ensemble spec -> submission.csv (and the options of its groups)."
     runs: tuple = ()  # run folders to average (ignored with --ensemble)

@@ -27,7 +27,7 @@ from .runs import start_run, swap_in, read_config, RunError
 __all__ = ['PseudoConfig', 'pseudo_labels', 'pseudo_label']
 
 # %% ../nbs/06a_pseudo.ipynb #50e0ac96
-@dataclass
+@dataclass(kw_only=True)
 class PseudoConfig(OutputOptions, RuntimeOptions):   # groups last-first: see config
     "Settings of pseudo-label rounds (and the options of its groups)."
     runs: tuple = ()  # run folders: the first is retrained each round; all of them label the test images

@@ -22,7 +22,7 @@ from .train_heads import load_bags, state_index
 __all__ = ['StateConfig', 'pooled_features', 'state_proba', 'zero_rules', 'train_state', 'plot_confusion', 'load_state_model']
 
 # %% ../nbs/05c_state.ipynb #bdc8eba5
-@dataclass
+@dataclass(kw_only=True)
 class StateConfig(Config):
     "Settings of a State classifier run."
     store: str = "features.h5"  # feature store of the training images

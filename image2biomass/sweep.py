@@ -19,7 +19,7 @@ from .train_heads import train_heads, TrainConfig
 __all__ = ['SweepConfig', 'suggest', 'study_binding', 'open_study', 'sweep', 'summarize_sweep']
 
 # %% ../nbs/05a_sweep.ipynb #894e2cb0
-@dataclass
+@dataclass(kw_only=True)
 class SweepConfig(Config):
     "Settings of a hyper-parameter sweep over cached-feature heads."
     store: str = "features.h5"  # feature store of the training images

@@ -27,7 +27,7 @@ __all__ = ['AUX_NAMES', 'FeatureAugOptions', 'TrainConfig', 'head_kwargs', 'load
            'train_heads', 'plot_run', 'load_heads']
 
 # %% ../nbs/05_training.ipynb #08800170
-@dataclass
+@dataclass(kw_only=True)
 class FeatureAugOptions(Config):
     "Augmentation of cached features while a head trains."
     frofa_noise: float = 0.1  # FroFA: Gaussian noise, in units of the (standardised) feature std
@@ -36,7 +36,7 @@ class FeatureAugOptions(Config):
     tile_dropout: float = 0.1  # probability of dropping each tile (location) of a bag (at least one kept)
     bounds: ClassVar[dict] = dict(frofa_noise=(0, None), frofa_scale=(0, None), mixup=(0, 1), tile_dropout=(0, 0.95))
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig(OutputOptions, FeatureAugOptions, CVOptions, PseudoOptions, HeadOptions):   # groups last-first
     "Settings of a cross-validated head training run: its own options and those of the groups it is built from."
     store: str = "features.h5"  # feature store of the training images (from `image2biomass extract`)
