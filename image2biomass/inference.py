@@ -34,7 +34,7 @@ from .store import FeatureStore, StoreError
 # %% auto #0
 __all__ = ['M', 'COMPONENTS', 'project_mass_balance', 'SubmissionError', 'check_submission', 'run_type', 'extract_like',
            'predict_heads_run', 'predict_finetune_run', 'density_image', 'draw_density', 'redraw_density',
-           'density_figure', 'write_maps', 'apply_state_rules', 'PredictConfig', 'predict', 'flag_images',
+           'density_figure', 'write_maps', 'map_notes', 'apply_state_rules', 'PredictConfig', 'predict', 'flag_images',
            'draw_attention']
 
 # %% ../nbs/07_inference.ipynb #7a902418
@@ -361,18 +361,29 @@ def write_maps(folder, # where the PNGs go
                paths, # their image files
                maps, # their maps
                clean="none", # the runs' stamp cleaning, applied to the photo shown
+               notes=None, # a second title line per image (predict: the interval of its Total and its flag)
               ) -> list:
     """One PNG per image in `folder`, written atomically; returns their paths. Photos of the shape of the one before
     reuse its figure (`redraw_density`)."""
     from image2biomass.clean import clean_image
     written, fig = [], None
-    for i, p, m in zip(ids, paths, maps):
-        img, title = clean_image(load_image(p), clean), f"{i}: {m['grams'].sum():.1f} g in total"
+    for i, p, m, note in zip(ids, paths, maps, notes or [""] * len(ids)):
+        img, title = clean_image(load_image(p), clean), f"{i}: {m['grams'].sum():.1f} g in total" + (note and f"\n{note}")
         if fig is not None and fig.density_images[0].get_extent() == [0, img.shape[1], img.shape[0], 0]:
             redraw_density(fig.density_images, img, m, title)
         else: fig = density_figure(img, m, title)
         written.append(save_figure(fig, Path(folder) / f"{i}.png", dpi=80))
     return written
+
+# %% ../nbs/07_inference.ipynb #8c93561e
+def map_notes(detail, # the detail frame of a prediction (`predict --detail`'s rows)
+              ids, # the images, in map order
+              level=0.9, # the intervals' coverage
+             ) -> list: # one line per image
+    "What a map says beside the density: the submitted Total with its interval, and the image's flag."
+    tot = detail[detail.target_name == "Dry_Total_g"].set_index("image_id")
+    return [f"submitted Total {r.prediction:.1f} g ({level:.0%}: {r.lower:.1f}-{r.upper:.1f} g)"
+            + (f"; FLAGGED: {r.ood_reason}" if r.ood else "") for r in (tot.loc[i] for i in ids)]
 
 # %% ../nbs/07_inference.ipynb #fc3375a7
 def apply_state_rules(pred, # (n, 5) balanced grams
@@ -509,10 +520,12 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
             or "no image changed"
         )
     sub = _validated(to_submission(ids, pred), d, cfg.split)
-    detail = _detail(cfg, runs, spec, ids, pred, stores) if cfg.detail else None
+    detail = _detail(cfg, runs, spec, ids, pred, stores) if cfg.detail or (cfg.maps and maps is not None) else None
     write_csv(sub, out)
-    if detail is not None: write_csv(detail, cfg.detail); sub.attrs["detail"] = detail
-    if cfg.maps and maps is not None: write_maps(cfg.maps, ids, paths, maps, _clean_of(runs, types))
+    if detail is not None and cfg.detail: write_csv(detail, cfg.detail)
+    if detail is not None: sub.attrs["detail"] = detail
+    if cfg.maps and maps is not None:
+        write_maps(cfg.maps, ids, paths, maps, _clean_of(runs, types), map_notes(detail, ids, cfg.interval))
     if cfg.progress:
         print(
             f"wrote {out}: {len(sub)} rows for {len(ids)} images from {len(runs)} "

@@ -70,7 +70,7 @@ if __name__ == "__main__":
         for line in problems(p): print(f"{p.name}: {line}")
 
 
-UNSHOWN_LEFT = 130   # issue N item 3: public names with no visible example yet; lower it as they get one, never raise it
+UNSHOWN_LEFT = 129   # issue N item 3: public names with no visible example yet; lower it as they get one, never raise it
 
 
 def unshown() -> dict:
