@@ -368,7 +368,8 @@ def write_maps(folder, # where the PNGs go
     from image2biomass.clean import clean_image
     written, fig = [], None
     for i, p, m, note in zip(ids, paths, maps, notes or [""] * len(ids)):
-        img, title = clean_image(load_image(p), clean), f"{i}: {m['grams'].sum():.1f} g in total" + (note and f"\n{note}")
+        img = clean_image(load_image(p), clean)
+        title = f"{i}: {m['grams'].sum():.1f} g in total" + (note and f"\n{note}")
         if fig is not None and fig.density_images[0].get_extent() == [0, img.shape[1], img.shape[0], 0]:
             redraw_density(fig.density_images, img, m, title)
         else: fig = density_figure(img, m, title)
@@ -383,7 +384,7 @@ def map_notes(detail, # the detail frame of a prediction (`predict --detail`'s r
     "What a map says beside the density: the submitted Total with its interval, and the image's flag."
     tot = detail[detail.target_name == "Dry_Total_g"].set_index("image_id")
     return [f"submitted Total {r.prediction:.1f} g ({level:.0%}: {r.lower:.1f}-{r.upper:.1f} g)"
-            + (f"; FLAGGED: {r.ood_reason}" if r.ood else "") for r in (tot.loc[i] for i in ids)]
+            + (f"\nFLAGGED: {r.ood_reason}" if r.ood else "") for r in (tot.loc[i] for i in ids)]
 
 # %% ../nbs/07_inference.ipynb #fc3375a7
 def apply_state_rules(pred, # (n, 5) balanced grams
