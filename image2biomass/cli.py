@@ -287,9 +287,9 @@ def current_flags(argv: list, # the command line's arguments
     """`argv` with renamed options and values (`config.RENAMED`, `RENAMED_VALUES`) in today's words, a line for each;
     an abbreviated old option too, as argparse would have matched it. Only into an option the command has; an old and a
     new name of one option given together is a `ConfigError`."""
-    from image2biomass.config import RENAMED, RENAMED_VALUES, ConfigError, flag
+    from image2biomass.config import RENAMED, RENAMED_VALUES, ConfigError, flag, renamed_line
     names, values = {flag(o): flag(n) for o, n in RENAMED.items()}, {flag(k): v for k, v in RENAMED_VALUES.items()}
-    def say(a, b): print(f"image2biomass: {a} is now {b}; the old name works until the next release", file=sys.stderr)
+    def say(a, b): print(f"image2biomass: {renamed_line(a, b)}", file=sys.stderr)
     def old_name(f):
         if f in names: return f
         if known is None or f in known or not f.startswith("--") or any(k.startswith(f) for k in known): return None

@@ -10,8 +10,8 @@ from typing import ClassVar, Literal, get_args, get_origin, get_type_hints
 
 # %% auto #0
 __all__ = ['RENAMED', 'RENAMED_VALUES', 'MAX_PIXELS', 'ConfigError', 'flag', 'field_choices', 'bounds_of', 'check_config',
-           'renamed', 'moved', 'Config', 'ImageOptions', 'BackboneOptions', 'LayoutOptions', 'HeadOptions',
-           'PseudoOptions', 'CVOptions', 'RuntimeOptions', 'OutputOptions', 'field_docs']
+           'renamed_line', 'renamed', 'moved', 'Config', 'ImageOptions', 'BackboneOptions', 'LayoutOptions',
+           'HeadOptions', 'PseudoOptions', 'CVOptions', 'RuntimeOptions', 'OutputOptions', 'field_docs']
 
 # %% ../nbs/00b_config.ipynb #2bb93f12
 class ConfigError(ValueError):
@@ -64,9 +64,15 @@ def check_config(cfg):
 RENAMED = {"img_size": "input_size", "state_every": "resume_every"}
 RENAMED_VALUES = {"layout": {"tiles": "grid"}, "method": {"weights": "convex"}}   # option -> {old value: its value now}
 
-def _say(msg):
+def renamed_line(old, # what the user wrote
+                 new, # what it is called now
+                ) -> str:
+    "The one line said for a renamed option, value or name."
+    return f"{old} is now {new}; the old name works until the next release"
+
+def _say(old, new):
     import warnings
-    warnings.warn(f"{msg}; the old name works until the next release", FutureWarning, stacklevel=4)
+    warnings.warn(renamed_line(old, new), FutureWarning, stacklevel=4)
 
 def renamed(settings: dict, # option name -> value (keyword arguments, kernel parameters, a stored config)
             quiet=False, # translate without a line (a stored config: nothing the user typed)
@@ -76,10 +82,10 @@ def renamed(settings: dict, # option name -> value (keyword arguments, kernel pa
     for k, v in settings.items():
         if k in RENAMED:
             if RENAMED[k] in settings: raise ConfigError(f"{flag(k)} and {flag(RENAMED[k])} are one option: give one")
-            if not quiet: _say(f"{flag(k)} is now {flag(RENAMED[k])}")
+            if not quiet: _say(flag(k), flag(RENAMED[k]))
             k = RENAMED[k]
         if isinstance(v, str) and v in RENAMED_VALUES.get(k, {}):
-            if not quiet: _say(f"{flag(k)} {v!r} is now {flag(k)} {RENAMED_VALUES[k][v]!r}")
+            if not quiet: _say(f"{flag(k)} {v!r}", f"{flag(k)} {RENAMED_VALUES[k][v]!r}")
             v = RENAMED_VALUES[k][v]
         out[k] = v
     return out
@@ -92,8 +98,7 @@ def moved(module: str, # the module's __name__
     def __getattr__(name):
         if name not in table: raise AttributeError(f"module {module!r} has no attribute {name!r}")
         import sys, warnings
-        warnings.warn(f"{module}.{name} is now {table[name]}; the old name works until the next release", FutureWarning,
-                      stacklevel=2)
+        warnings.warn(renamed_line(f"{module}.{name}", table[name]), FutureWarning, stacklevel=2)
         return getattr(sys.modules[module], table[name])
     return __getattr__
 
@@ -105,9 +110,8 @@ class Config:
     "Base of the stage configs: validated when made (and when `dataclasses.replace`d); renamed values translated."
     bounds: ClassVar[dict] = {}  # field -> (min or None, max or None), inclusive
     def __post_init__(self):
-        for name, old in RENAMED_VALUES.items():
-            if isinstance(v := getattr(self, name, None), str) and v in old:
-                _say(f"{flag(name)} {v!r} is now {flag(name)} {old[v]!r}"); setattr(self, name, old[v])
+        for name, v in renamed({n: getattr(self, n) for n in RENAMED_VALUES if hasattr(self, n)}).items():
+            setattr(self, name, v)   # an old value, with its line
         check_config(self)
 
 # %% ../nbs/00b_config.ipynb #4c946bf5

@@ -238,7 +238,7 @@ def kernel_params(kernel, # extract | train | infer
     if not isinstance(params, dict):
         raise ConfigError(f"--params {params!r}: a JSON object of kernel parameters, e.g. '{{\"tta\": \"d4\"}}'")
     fields, out = {n: (d, c) for n, d, _, c in kernel_fields(kernel)}, {}
-    params = renamed({k: v for k, v in params.items()})   # old parameter names and values: a line each
+    params = renamed(params)   # old parameter names and values: a line each
     for k, v in params.items():
         if k not in fields:
             raise ConfigError(f"--params {k!r}: not a parameter of the {kernel} kernel; choose from {list(fields)}")
