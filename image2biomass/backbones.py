@@ -540,8 +540,8 @@ def parse_feature(feature="cls", # a short kind, "auto" (checked as mean), or "l
         or any(p not in POOLS and not re.fullmatch(r"grid:[1-9]\d*", p) for p in pools)
         or len(set(pools)) < len(pools)
     ):
-        raise ValueError(f"unknown feature kind {feature!r}; use auto, cls, mean, cls+mean, max, gem, lastk:K, grid:G or "
-                         "'layers:-1,-4,-8 pool:cls,mean,max,gem'")
+        raise ValueError(f"unknown feature kind {feature!r}; use auto, cls, mean, cls+mean, max, gem, lastk:K, "
+                         "grid:G or 'layers:-1,-4,-8 pool:cls,mean,max,gem'")
     layers = tuple(int(v) for v in m[1].split(","))
     if len(set(layers)) < len(layers): raise ValueError(f"--feature {feature!r}: a layer is listed twice")
     return FeatureSpec(layers, tuple(pools), sc)
@@ -875,8 +875,8 @@ class VegetationFeatures(nn.Module):
         feats += list(hh.T)
         for v in (sat, mx):   # 4-bin histograms (counts by scatter_add: one_hot would make a (B, S*S, 4) tensor)
             vb = (v.clamp(0, 0.9999) * 4).long().flatten(1)
-            feats += list((torch.zeros(len(x), 4, device=x.device).scatter_add_(1, vb, torch.ones(vb.shape, device=x.device))
-                           / vb.shape[1]).T)
+            counts = torch.zeros(len(x), 4, device=x.device).scatter_add_(1, vb, torch.ones(vb.shape, device=x.device))
+            feats += list((counts / vb.shape[1]).T)
         feats += [
             (exg > 0.15).float().mean((1, 2)),  # green leaves
             ((hue > 0.10) & (hue < 0.18) & (sat > 0.2) & (mx > 0.45) & (exg < 0.15))

@@ -151,7 +151,8 @@ COMMANDS = {  # name: (module, function, config class or '', help); the parser's
     "state": ("state", "train_state", "StateConfig", "cross-validate a photo -> State classifier"),
     "train": ("finetune", "finetune", "FinetuneConfig", "fine-tune a backbone end to end"),
     "ensemble": ("cli", "ensemble", "", "blend runs with per-target weights fitted on their OOF predictions"),
-    "train-ensemble": ("cli", "train_ensemble_command", "", "fine-tune several backbones on the same folds and blend them"),
+    "train-ensemble": ("cli", "train_ensemble_command", "",
+                       "fine-tune several backbones on the same folds and blend them"),
     "pseudo-label": ("pseudo", "pseudo_label", "PseudoConfig",
                      "retrain a run with pseudo-labelled test images, in rounds"),
     "predict": ("inference", "predict", "PredictConfig",
@@ -223,8 +224,8 @@ def _add(sp, a: dict):
     kw = dict(help=a["help"], **({"choices": a["choices"]} if a["choices"] else {}))
     if not a["flags"]: return sp.add_argument(a["dest"], nargs=a["nargs"], **kw)
     if a["bool"]:
-        return sp.add_argument(a["flags"][0], dest=a["dest"], action=argparse.BooleanOptionalAction, default=a["default"],
-                               **kw)
+        return sp.add_argument(a["flags"][0], dest=a["dest"], action=argparse.BooleanOptionalAction,
+                               default=a["default"], **kw)
     t = {"int": int, "float": float, "str": str}.get(a["type"])
     return sp.add_argument(*a["flags"], dest=a["dest"], nargs=a["nargs"], **({"type": t} if t else {}),
                            default=tuple(a["default"]) if a["tuple"] else a["default"], **kw)

@@ -5,13 +5,14 @@ Python API, the command line (choices and help derived from it) and the papermil
 
 # %% ../nbs/00b_config.ipynb #f58b543a
 from __future__ import annotations
-import dataclasses, math, os
-from typing import ClassVar, Literal, get_args, get_origin, get_type_hints
+import dataclasses, math, os, re
+from typing import Annotated, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 # %% auto #0
-__all__ = ['RENAMED', 'RENAMED_VALUES', 'MAX_PIXELS', 'ConfigError', 'flag', 'field_choices', 'bounds_of', 'check_config',
-           'renamed_line', 'renamed', 'moved', 'Config', 'ImageOptions', 'BackboneOptions', 'LayoutOptions',
-           'HeadOptions', 'PseudoOptions', 'CVOptions', 'RuntimeOptions', 'OutputOptions', 'field_docs']
+__all__ = ['Head', 'Loss', 'Layout', 'Views', 'Device', 'RENAMED', 'RENAMED_VALUES', 'MAX_PIXELS', 'ConfigError', 'flag',
+           'field_choices', 'Form', 'listed', 'bounds_of', 'check_config', 'renamed_line', 'renamed', 'moved', 'Config',
+           'ImageOptions', 'BackboneOptions', 'LayoutOptions', 'HeadOptions', 'PseudoOptions', 'CVOptions',
+           'RuntimeOptions', 'OutputOptions', 'field_docs']
 
 # %% ../nbs/00b_config.ipynb #2bb93f12
 class ConfigError(ValueError):
@@ -24,9 +25,33 @@ def field_choices(cls, name) -> tuple|None:
     t = get_type_hints(cls).get(name)
     return get_args(t) if get_origin(t) is Literal else None
 
+# %% ../nbs/00b_config.ipynb #e4735ee3
+Head = Literal["mlp", "mil", "composition", "density"]  # the heads of `04_models`
+Loss = Literal["smoothl1", "ziln"]  # the training losses of `03_losses`
+Layout = Literal["grid", "halves", "full"]  # how a photo is cut for a backbone (`01_tiling`)
+Views = Literal["none", "flips", "d4"]  # transformed copies of a tile: stored views, test-time augmentation
+
+@dataclasses.dataclass(frozen=True)
+class Form:
+    "The form a text option must take, as `Annotated[str, Form(...)]`: a regular expression and what to say otherwise."
+    regex: str # the whole value must match it
+    says: str # the error's advice
+
+Device = Annotated[str, Form(r"auto|cpu|cuda(:\d+)?", "choose auto, cpu, cuda or cuda:N")]
+
+def listed(choices) -> Form:
+    "The `Form` of a comma-separated list of a `Literal`'s choices, e.g. `Annotated[str, listed(Head)]`: 'mlp,mil'."
+    one = "|".join(re.escape(str(c)) for c in get_args(choices))
+    return Form(f"({one})(,({one}))*", f"give a comma-separated list of {list(get_args(choices))}")
+
 # %% ../nbs/00b_config.ipynb #a5d51d12
 def _check(name, v, t, bounds):
     "The value, checked (a path given for a text option becomes its string)."
+    if get_origin(t) is Annotated:                          # text of a given form, e.g. `Device`
+        t, form = get_args(t)
+        v = _check(name, v, t, bounds)
+        if v is not None and not re.fullmatch(form.regex, v): raise ConfigError(f"{flag(name)} {v!r}: {form.says}")
+        return v
     if get_origin(t) is Literal:
         if v not in get_args(t): raise ConfigError(f"{flag(name)} {v!r}: choose one of {list(get_args(t))}")
         return v
@@ -53,8 +78,8 @@ def bounds_of(cls) -> dict:
     return {k: v for c in reversed(cls.__mro__) for k, v in vars(c).get("bounds", {}).items()}
 
 def check_config(cfg):
-    "Check every field of a config dataclass against its type, `Literal` choices and `bounds`; returns it."
-    hints = get_type_hints(type(cfg))
+    "Check every field of a config dataclass against its type, `Literal` choices, `Form` and `bounds`; returns it."
+    hints = get_type_hints(type(cfg), include_extras=True)
     for f in dataclasses.fields(cfg):
         setattr(cfg, f.name, _check(f.name, getattr(cfg, f.name), hints.get(f.name), bounds_of(type(cfg))))
     return cfg
@@ -136,7 +161,7 @@ class BackboneOptions(Config):
 @dataclasses.dataclass(kw_only=True)
 class LayoutOptions(Config):
     "How a photo is cut for the backbone."
-    layout: Literal["grid", "halves", "full"] = "grid"  # a grid of tiles, the two halves, or the full photo
+    layout: Layout = "grid"  # a grid of tiles, the two halves, or the full photo
     tile: int = 518  # grid layout: window in image pixels
     stride: int = 400  # grid layout: step in image pixels
     # model input side, rounded to the patch size; 0 = the tile size for grid, the backbone's native size otherwise
@@ -148,7 +173,7 @@ class LayoutOptions(Config):
 @dataclasses.dataclass(kw_only=True)
 class HeadOptions(Config):
     "What a head predicts beside the five targets, and its loss."
-    loss: Literal["smoothl1", "ziln"] = "smoothl1"  # training loss on the targets
+    loss: Loss = "smoothl1"  # training loss on the targets
     targets: Literal[3, 5] = 5  # 5: predict all five; 3: predict Green, Dead, Clover and derive GDM and Total
     consistency_weight: float = 0.01  # mass-balance penalty (grams) for heads predicting all five targets
     aux: bool = False  # also predict NDVI, height, Green/Total, Dead/Total (standardised) and State (4 classes)
@@ -178,7 +203,7 @@ class CVOptions(Config):
 @dataclasses.dataclass(kw_only=True)
 class RuntimeOptions(Config):
     "Where a stage runs."
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: Device = "auto"  # auto | cpu | cuda | cuda:N
     workers: int = -1  # DataLoader processes (-1: by device, see loader_workers)
     bounds: ClassVar[dict] = dict(workers=(-1, None))
 

@@ -495,7 +495,8 @@ def make_synthetic_dataset(
     )
     pd.DataFrame(label_rows, columns=["sample_id", "target"]).to_csv(out / "test_labels.csv", index=False)
     (out / "README.md").write_text(
-        f"Synthetic image2biomass dataset: {n_train} train / {n_test} test images of {size[0]}x{size[1]} px, seed {seed}.\n"
+        f"Synthetic image2biomass dataset: {n_train} train / {n_test} test images of {size[0]}x{size[1]} px, "
+        f"seed {seed}.\n"
         "Made by image2biomass.data.make_synthetic_dataset; not real pasture data.\n"
     )
     return out

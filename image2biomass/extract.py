@@ -11,7 +11,7 @@ import numpy as np, torch
 from PIL import Image, UnidentifiedImageError
 from . import __version__
 from typing import ClassVar, Literal
-from .config import Config, ConfigError
+from .config import Config, ConfigError, Views
 from .config import OutputOptions, RuntimeOptions, ImageOptions, BackboneOptions, LayoutOptions
 from .files import check_output
 from .runtime import resolve_device, autocast, Dist, set_threads, loader_workers
@@ -40,7 +40,7 @@ class ExtractConfig(OutputOptions, RuntimeOptions, LayoutOptions, BackboneOption
     # max | gem | lastk:K | grid:G | "layers:-1,-4 pool:cls,mean,max,gem" (ignored by vegetation)
     feature: str = "auto"
     scales: str = "1.0"  # comma-separated factors the tile is re-sampled by, one forward pass each (e.g. 1.0,0.75)
-    views: Literal["none", "flips", "d4"] = "none"  # transformed copies of each tile, stored as a views axis
+    views: Views = "none"  # transformed copies of each tile, stored as a views axis
     batch_size: int = 0  # tiles per forward pass, packed across images; 0 = 16 on CPU (measured fastest), 64 on CUDA
     dtype: Literal["float16", "float32"] = "float16"  # stored feature type
     compression: Literal["none", "lzf"] = "none"  # applied once the store is complete
@@ -250,7 +250,8 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
             if cfg.on_error == "stop": raise ImageError(f"{e}. Fix or remove it, or pass --on-error skip") from e
             header_errors[j] = str(e); hw = (0, 0)
         sizes.append(hw)
-        boxes.append(layout_boxes(*hw, cfg.layout, cfg.tile, cfg.stride) if hw != (0, 0) else np.zeros((0, 4), np.int32))
+        boxes.append(layout_boxes(*hw, cfg.layout, cfg.tile, cfg.stride) if hw != (0, 0)
+                     else np.zeros((0, 4), np.int32))
     if cfg.layout == "grid" and (big := max((max(hw) for hw in sizes), default=0)) and cfg.tile > max(2 * big, 4096):
         raise ConfigError(f"--tile {cfg.tile} is larger than every image (the largest side is {big} px), more than "
                           "twice: its tiles would be mostly padding; choose a tile no larger than the images")
@@ -287,7 +288,8 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
         with torch.inference_mode(), amp: f = fx(xs.contiguous(memory_format=torch.channels_last)).float()
         return f.view(len(views), len(x), -1).permute(1, 0, 2)   # on its device: TileBatcher copies it back
 
-    ds = TileDataset(paths, boxes, sizes, list(range(start, len(ids))), size, cfg.layout, cfg.tile, cfg.clean, cfg.max_pixels)
+    ds = TileDataset(paths, boxes, sizes, list(range(start, len(ids))), size, cfg.layout, cfg.tile, cfg.clean,
+                     cfg.max_pixels)
     dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=cfg.workers, pin_memory=False,  # the batcher pins
                                      persistent_workers=False, prefetch_factor=4 if cfg.workers else None,
                                      worker_init_fn=_worker_init if cfg.workers else None)
@@ -301,7 +303,8 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
         for i, f in tb.ready(final):
             if f is None and i in failures: w.skip(i, failures.pop(i))
             else:
-                w.write(i, (f if f is not None else np.zeros((0, len(views), dim))).astype(cfg.dtype)); tiles_done += len(boxes[i])
+                w.write(i, (f if f is not None else np.zeros((0, len(views), dim))).astype(cfg.dtype))
+                tiles_done += len(boxes[i])
             bar.update(1)
         bar.set_postfix(tiles_per_s=f"{tiles_done / max(time.time() - t0, 1e-9):.1f}")
     failures = {}
@@ -311,8 +314,8 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
             if err is not None:
                 if cfg.on_error == "stop":
                     drain(final=True); w.close()
-                    raise ImageError(f"{err}. {partial_path(out)} keeps the {w.n_done} images done so far: fix or remove the file and rerun "
-                                     "the same command to continue, or pass --on-error skip")
+                    raise ImageError(f"{err}. {partial_path(out)} keeps the {w.n_done} images done so far: fix or "
+                                     "remove the file and rerun the same command to continue, or pass --on-error skip")
                 failures[i] = err; tb.add(i, torch.zeros((0, 3, size, size), dtype=torch.uint8))
             else: tb.add(i, tiles)
             drain()
@@ -322,9 +325,10 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
         bar.close()
         if w.f.id.valid: w.close()
     dt = time.time() - t0
-    LAST_RUN.update(images=len(ids) - start, tiles=total_tiles, seconds=dt, tiles_per_s=total_tiles / max(dt, 1e-9), device=str(device))
+    rate = total_tiles / max(dt, 1e-9)
+    LAST_RUN.update(images=len(ids) - start, tiles=total_tiles, seconds=dt, tiles_per_s=rate, device=str(device))
     if cfg.progress:
-        print(f"wrote {out}: {len(ids) - start} images, {total_tiles} tiles in {dt:.1f} s ({total_tiles / max(dt, 1e-9):.1f} tiles/s)")
+        print(f"wrote {out}: {len(ids) - start} images, {total_tiles} tiles in {dt:.1f} s ({rate:.1f} tiles/s)")
     return Path(out)
 
 # %% ../nbs/02c_extract.ipynb #f2437a12

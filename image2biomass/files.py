@@ -140,7 +140,8 @@ def partial_path(path, # a run folder or a feature store file
     "Where `path` is built until it is complete (`<name>.partial` beside it), for run folders and stores alike."
     path = Path(path)
     if path.name in ("", ".", ".."):
-        raise OutputError(f"--out {path}: name a run folder or a store file, e.g. --out runs/mil or --out features/train.h5")
+        raise OutputError(f"--out {path}: name a run folder or a store file, e.g. --out runs/mil or "
+                          "--out features/train.h5")
     return path.with_name(path.name + ".partial")
 
 # %% ../nbs/00a_files.ipynb #3057ef98

@@ -11,7 +11,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch, torch.nn as nn
-from .config import Config, ConfigError, renamed
+from .config import Config, ConfigError, renamed, Head, Layout
 from .config import (OutputOptions, RuntimeOptions, ImageOptions, BackboneOptions, LayoutOptions,
                                   HeadOptions, PseudoOptions, CVOptions)
 from image2biomass.data import (
@@ -74,10 +74,10 @@ class FinetuneConfig(OutputOptions, RuntimeOptions, UnfreezeOptions, LoraOptions
                      HeadOptions, LayoutOptions, BackboneOptions, ImageOptions):   # groups last-first: see config
     "Settings of an end-to-end fine-tuning run: its own options and those of the groups it is built from."
     out: str = "runs/finetune"  # run folder (same layout as train-heads runs)
-    layout: Literal["grid", "halves", "full"] = "halves"  # what the backbone sees of each photo
+    layout: Layout = "halves"  # what the backbone sees of each photo
     input_size: int = 518  # input side of each crop (rounded to the patch size)
     # auto: mil for grid, mlp otherwise; density: grams per patch
-    head: Literal["auto", "mlp", "mil", "composition", "density"] = "auto"
+    head: Literal["auto", Head] = "auto"
     epochs: int = 30  # maximum epochs per fold
     only_folds: str = ""  # comma-separated fold indices to run (default: all)
     aug: Literal["none", "light", "medium", "heavy"] = "medium"  # crop augmentation level
@@ -316,7 +316,8 @@ def unit_names(bb) -> list:
     model_facts(bb)   # one clear error for a model timm gives no feature_info
     names = [f["module"] for f in bb.feature_info]
     parents = {n.rpartition(".")[0] for n in names}
-    if len(parents) == 1 and (p := parents.pop()) and isinstance(c := bb.get_submodule(p), (nn.Sequential, nn.ModuleList)):
+    if len(parents) == 1 and (p := parents.pop()) and isinstance(c := bb.get_submodule(p),
+                                                                  (nn.Sequential, nn.ModuleList)):
         return [f"{p}.{i}" for i in range(len(c))]
     return [f["module"] for f in bb.feature_info if f["reduction"] > 2]   # not the stem (RegNet, ResNet's act1)
 
@@ -350,7 +351,8 @@ def _lora_layers(bb, targets, blocks=0) -> list:
     "Linear layers of the last `blocks` units (0: all) whose names end as `targets` (comma-separated) say."
     units = unit_names(bb); under = tuple(u + "." for u in units[len(units) - (blocks or len(units)):])
     ends = tuple(s for t in targets.split(",") for s in LORA_LAYERS[t])
-    return [m for m, mod in bb.named_modules() if isinstance(mod, nn.Linear) and m.endswith(ends) and m.startswith(under)]
+    return [m for m, mod in bb.named_modules()
+            if isinstance(mod, nn.Linear) and m.endswith(ends) and m.startswith(under)]
 
 def add_lora(bb, cfg: FinetuneConfig) -> list:
     """Inject peft LoRA adapters into the chosen layers of the last `lora_blocks` units; freeze everything else.
@@ -435,8 +437,8 @@ def make_optimiser(model: FinetuneModel, # the fold's model
         groups = param_groups_layer_decay(bb, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay)
     else: groups = param_groups_weight_decay(bb, weight_decay=cfg.weight_decay)
     for g in groups: g["lr"] = cfg.lr_backbone * g.pop("lr_scale", 1.0)
-    groups = [g for g in groups if g["params"]] + [dict(params=[p for n, p in model.named_parameters() if not n.startswith("fx.")],
-                                                        lr=cfg.lr_head, weight_decay=cfg.weight_decay)]
+    head = [p for n, p in model.named_parameters() if not n.startswith("fx.")]
+    groups = [g for g in groups if g["params"]] + [dict(params=head, lr=cfg.lr_head, weight_decay=cfg.weight_decay)]
     opt = torch.optim.AdamW(groups, lr=cfg.lr_head)
     # t_initial >= 2: timm logs "Cosine annealing ... no effect" for a 1-step schedule
     sched = CosineLRScheduler(opt, t_initial=max(2, steps), warmup_t=int(steps * cfg.warmup),
@@ -473,7 +475,8 @@ def _plan_memory(model, cfg, d, fold):
     if on and not cfg.grad_checkpointing: model.fx.model.set_grad_checkpointing(True)
     if d.main and cfg.progress and est["full"] is not None:
         print(f"fold {fold}: about {est['checkpointed' if on else 'full']:.1f} GiB of {free:.0f} GiB free"
-              + ("; gradient checkpointing turned on (without it: about " f"{est['full']:.0f} GiB)" if on and not cfg.grad_checkpointing else ""))
+              + (f"; gradient checkpointing turned on (without it: about {est['full']:.0f} GiB)"
+                 if on and not cfg.grad_checkpointing else ""))
 
 def memory_plan(est: dict, # from `memory_estimate`
                 free_gib: float, # free memory of the device
@@ -524,7 +527,8 @@ class EpochSampler(torch.utils.data.Sampler):
         else:   # DistributedSampler's own recipe (shuffle, no drop_last): padded, then every world-th from the rank
             g = torch.Generator().manual_seed(self.cfg.seed * 100 + self.fold + self.epoch)
             idx = torch.randperm(self.n, generator=g).tolist()
-            idx = (idx * math.ceil(len(self) * self.world / max(1, self.n)))[:len(self) * self.world][self.rank::self.world]
+            total = len(self) * self.world   # padded by repetition so that every rank gets as many
+            idx = (idx * math.ceil(total / max(1, self.n)))[:total][self.rank::self.world]
         return iter([(self.epoch, i) for i in idx])
 
 def _train_loader(ds, cfg, d, fold):
@@ -578,7 +582,8 @@ def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, dd
         if b["x"].dim() == 4 and getattr(model, "channels_last", False):
             b["x"] = b["x"].contiguous(memory_format=torch.channels_last)
         stepping = (s + 1) % cfg.accum == 0 or s + 1 == len(dl)
-        with net.no_sync() if d.world > 1 and not stepping else contextlib.nullcontext():   # sync on the last micro-step
+        # gradients are synchronised on the last micro-step only
+        with net.no_sync() if d.world > 1 and not stepping else contextlib.nullcontext():
             with autocast(d.device, cfg.amp): l = _loss(model, net(b["x"], b.get("area")), b, cfg)
             scaler.scale(l / cfg.accum).backward()
         if stepping:
@@ -758,7 +763,8 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
     )
 
 # %% ../nbs/05b_finetune.ipynb #4581ac8f
-_VOLATILE = {"resume", "overwrite", "progress", "workers", "device", "cache_images"}   # may change between an interruption and --resume
+# options that may change between an interruption and --resume
+_VOLATILE = {"resume", "overwrite", "progress", "workers", "device", "cache_images"}
 
 def _prepare(cfg: FinetuneConfig, out: Path, part: Path):
     "Refuse what must not happen silently, then create (or reopen) the partial run and record its config."

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch
 from scipy.optimize import nnls
-from .config import Config, ConfigError, renamed, moved
+from .config import Config, ConfigError, renamed, moved, Views
 from .config import OutputOptions, RuntimeOptions, ImageOptions
 from .runtime import set_threads, loader_workers
 from image2biomass.data import (
@@ -411,7 +411,7 @@ class PredictConfig(OutputOptions, RuntimeOptions, ImageOptions):   # groups las
     split: Literal["test", "train"] = "test"  # train: score the runs on their own training images
     out: str = "submission.csv"  # the submission to write
     # test-time augmentation of fine-tuned runs (heads average the store's views)
-    tta: Literal["none", "flips", "d4"] = "none"
+    tta: Views = "none"
     weights: str = None  # backbone weights for cached-feature and LoRA runs (checked against the training ones)
     features_dir: str = ""  # where test feature stores go (default: <run>/features)
     postprocess: Literal["none", "clip", "state-rules"] = "none"  # clip: each target to [0, 1.5 x its training max]
@@ -420,7 +420,8 @@ class PredictConfig(OutputOptions, RuntimeOptions, ImageOptions):   # groups las
     maps: str = ""  # folder for density maps (one PNG per image; density runs only)
     # long CSV: sample_id,image_id,target_name,prediction,lower,upper,ood,ood_reason (intervals and out-of-range flags)
     detail: str = ""
-    interval: float = 0.9  # coverage of --detail's conformal intervals, 0.5 to 0.99 (from the runs' out-of-fold residuals)
+    # coverage of --detail's conformal intervals, 0.5 to 0.99 (from the runs' out-of-fold residuals)
+    interval: float = 0.9
     batch_size: int = 0  # images or tiles per forward pass (0: automatic)
     bounds: ClassVar[dict] = dict(state_threshold=(0, 1), batch_size=(0, None),
                                   interval=(0.5, 0.99))

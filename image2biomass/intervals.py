@@ -100,7 +100,8 @@ def detail_frame(image_ids, # one per row of `pred`
 def flag_summary(image_ids, flag, reason, level, halfwidths) -> str:
     "One line for stdout: the interval level and width, and the flagged images."
     n, ids = int(np.sum(flag)), np.asarray(list(image_ids), dtype=object)
-    width = ", ".join(f"{t.replace('Dry_', '').replace('_g', '')} x/ {math.exp(h):.2f}" for t, h in zip(TARGETS, halfwidths))
+    short = [t.replace("Dry_", "").replace("_g", "") for t in TARGETS]
+    width = ", ".join(f"{t} x/ {math.exp(h):.2f}" for t, h in zip(short, halfwidths))
     head = f"{level:.0%} intervals (multiplicative on grams + 1: {width}); {n} of {len(ids)} images flagged"
     return head + (": " + "; ".join(f"{i} ({r})" for i, r in zip(ids[flag][:3], reason[flag][:3]))
                    + (" ..." if n > 3 else "") if n else "")

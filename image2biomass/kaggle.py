@@ -154,7 +154,8 @@ def kernel_config(cls, # a stage's config class
     """The stage's config from the kernel's parameters: every field the kernel exposes, then `fixed`. A bad value is
     one `ConfigError` naming the *parameter* (`tile=-5`, not the CLI's `--tile -5`), raised before any work."""
     params = [n for n, *_ in kernel_fields(kernel)]
-    names = [n for n, _, _, c in kernel_fields(kernel) if c is not None and n in {f.name for f in dataclasses.fields(cls)}]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    names = [n for n, _, _, c in kernel_fields(kernel) if c is not None and n in fields]
     given = {n: ns[n] for n in names if n not in fixed}
     given.update(renamed({o: ns[o] for o, n in RENAMED.items() if o in ns and n in given}))   # old parameter names
     try: return cls(**{**given, **fixed})
@@ -248,7 +249,7 @@ def kernel_params(kernel, # extract | train | infer
         if cls is None and type(v) is not type(d):
             raise ConfigError(f"--params {k!r}: {v!r} is not a {type(d).__name__}")
         if cls is not None:                                        # the field's own check: type, choices, bounds
-            try: v = _check_field(k, v, get_type_hints(cls).get(k), bounds_of(cls))
+            try: v = _check_field(k, v, get_type_hints(cls, include_extras=True).get(k), bounds_of(cls))
             except ConfigError as e: raise ConfigError(f"--params {k!r}: {e}") from None
             except TypeError: raise ConfigError(f"--params {k!r}: {v!r} is not a value of {flag(k)}") from None
         out[k] = v

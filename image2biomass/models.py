@@ -7,13 +7,15 @@ balance by construction, and a density head that predicts grams per location and
 # %% ../nbs/04_models.ipynb #30393a40
 from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
+from typing import get_args
+from .config import Head, Loss
 from .data import TARGETS
 from fastcore.basics import patch
 from .losses import (CLOVER, DEAD, GREEN, TOTAL, GDM, W, SIGMA_MIN, SIGMA_MAX, smoothl1_log, consistency,
                                   ziln_nll, ziln_mean, ziln_median)
 
 # %% auto #0
-__all__ = ['HEADS', 'STATES', 'LOG_CLAMP', 'masked_mean', 'GatedAttention', 'mlp', 'derive5', 'BiomassHead']
+__all__ = ['HEADS', 'LOSSES', 'STATES', 'LOG_CLAMP', 'masked_mean', 'GatedAttention', 'mlp', 'derive5', 'BiomassHead']
 
 # %% ../nbs/04_models.ipynb #21bc414d
 def masked_mean(x, mask):
@@ -52,7 +54,7 @@ def mlp(dim, # input features
     )
 
 # %% ../nbs/04_models.ipynb #35bd22bb
-HEADS = ("mlp", "mil", "composition", "density")
+HEADS, LOSSES = get_args(Head), get_args(Loss)   # defined once, in config
 STATES = ("NSW", "Tas", "Vic", "WA")  # State classes, in this order everywhere (an unknown State is -1)
 LOG_CLAMP = 12.0  # log1p grams: expm1(12) = 163k g, far beyond any pasture quadrat
 
@@ -67,7 +69,7 @@ def derive5(green, # (B,) Green grams
 
 def _check_head(head, loss, targets):
     if head not in HEADS: raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
-    if loss not in ("smoothl1", "ziln"): raise ValueError(f"unknown loss {loss!r}; choose smoothl1 or ziln")
+    if loss not in LOSSES: raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
     if targets not in (3, 5): raise ValueError(f"targets must be 3 or 5, got {targets}")
     if head in ("composition", "density") and loss == "ziln":
         raise ValueError(f"the {head} head predicts grams by construction: use loss smoothl1")
@@ -186,7 +188,8 @@ def init_bias(self: BiomassHead, y):
     if self.head == "density": self.dens.bias[:] = inv_softplus(torch.log1p(y[:, self.cols].mean(0))); return
     if self.head == "composition":
         comp = y[:, self.cols]
-        b = torch.cat([inv_softplus(torch.log1p(y[:, TOTAL]).mean()).view(1), torch.log(comp.sum(0) / comp.sum() + 1e-3)])
+        total = inv_softplus(torch.log1p(y[:, TOTAL]).mean()).view(1)
+        b = torch.cat([total, torch.log(comp.sum(0) / comp.sum() + 1e-3)])
     elif self.loss_kind == "ziln": b = _ziln_bias(y[:, self.cols])
     else: b = inv_softplus(torch.log1p(y[:, self.cols]).mean(0))
     i = 0

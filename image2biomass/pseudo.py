@@ -10,7 +10,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd
-from .config import Config, ConfigError, renamed
+from .config import Config, ConfigError, renamed, Views
 from .config import OutputOptions, RuntimeOptions
 from .data import TARGETS, read_test, read_train, weighted_r2
 from .files import write_csv, write_json, partial_path
@@ -36,7 +36,7 @@ class PseudoConfig(OutputOptions, RuntimeOptions):   # groups last-first: see co
     rounds: int = 2  # pseudo-label rounds
     weight: float = 0.5  # sample weight of a pseudo-labelled test image
     epochs: int = 0  # fine-tuned student: epochs per round, continuing from its fold models (0: its own --epochs)
-    tta: Literal["none", "flips", "d4"] = "none"  # test-time augmentation of fine-tuned runs' labels
+    tta: Views = "none"  # test-time augmentation of fine-tuned runs' labels
     weights: str = None  # backbone weights (cached-feature and LoRA runs; checked against the training ones)
     features_dir: str = ""  # where test feature stores go (default: beside each run's training store)
     # also pseudo-label test images flagged as unlike the training images or at its range's edge (default: left out)

@@ -109,7 +109,8 @@ def read_config(run) -> dict:
     "A run's config.json; `RunError` naming the folder if it is not a complete run."
     run = Path(run)
     if not (run / "config.json").is_file():
-        hint = f" (an unfinished run is in {partial_path(run).name}: rerun its command)" if partial_path(run).exists() else ""
+        part = partial_path(run)
+        hint = f" (an unfinished run is in {part.name}: rerun its command)" if part.exists() else ""
         raise RunError(f"{run} is not a run folder (no config.json){hint}")
     try: return json.loads((run / "config.json").read_text())
     except (ValueError, UnicodeDecodeError) as e:
@@ -127,7 +128,8 @@ def run_folds(run) -> list:
 
 def fold_files(run, suffix=".safetensors") -> list:
     "[(fold index, path)] of `fold{k}{suffix}` files, in fold order."
-    hits = [(int(m[1]), p) for p in Path(run).iterdir() if (m := re.fullmatch(r"fold(\d+)" + re.escape(suffix), p.name))]
+    pattern = r"fold(\d+)" + re.escape(suffix)
+    hits = [(int(m[1]), p) for p in Path(run).iterdir() if (m := re.fullmatch(pattern, p.name))]
     return sorted(hits)
 
 def fold_tensors(state: dict, # the fold model's state dict
@@ -139,7 +141,8 @@ def fold_tensors(state: dict, # the fold model's state dict
 def read_fold(path) -> tuple:
     "(model state, extras) of a fold checkpoint written from `fold_tensors` (safetensors: no code runs)."
     sd = load_tensors(path, "retrain the run (or restore its folder from a copy)")[0]   # checksum verified
-    return {k[6:]: v for k, v in sd.items() if k.startswith("model.")}, {k: v for k, v in sd.items() if not k.startswith("model.")}
+    model = {k[6:]: v for k, v in sd.items() if k.startswith("model.")}
+    return model, {k: v for k, v in sd.items() if not k.startswith("model.")}
 
 def read_oof(run) -> pd.DataFrame:
     "The out-of-fold predictions of a run (image_id, fold, targets, pred_ targets)."

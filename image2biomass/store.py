@@ -126,7 +126,8 @@ def _lock_exclusive(path):
     try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise StoreError(f"{path} is being written by another process; wait for it to finish, or write to another --out")
+        raise StoreError(f"{path} is being written by another process; wait for it to finish, or write to "
+                         "another --out")
     return fd
 
 def _unlock(fd):
@@ -296,8 +297,9 @@ def open_store_for_writing(path, # the .h5 store to create or resume (written as
         if meta is not None and not _same(meta["fingerprint"], fp) and not overwrite \
                 and not _only_images_changed(meta["fingerprint"], fp):
             _unlock(lock)
-            raise StoreError(f"{part} holds an interrupted extraction made differently ({_diff(meta['fingerprint'], fp)}). "
-                             "Pass --overwrite to discard it, or choose another --out.")
+            raise StoreError(f"{part} holds an interrupted extraction made differently "
+                             f"({_diff(meta['fingerprint'], fp)}). Pass --overwrite to discard it, or choose another "
+                             "--out.")
     status = np.zeros(len(image_ids), np.int8) if status is None else np.asarray(status, np.int8)
     new = _new_partial(part, lambda tmp: _build_skeleton(tmp, fingerprint, image_ids, boxes, sizes, views, dim, dtype,
                                                           status, names or [("features", dim)]),
@@ -334,7 +336,8 @@ class FeatureStore:
         names = [s.decode() for s in f["feature_names"][:]] if "feature_names" in f else ["features"]
         self.bounds = f["feature_bounds"][:] if "feature_bounds" in f else np.array([0, self.shape[2]])
         self.names = dict(zip(names, zip(self.bounds[:-1].tolist(), self.bounds[1:].tolist())))
-        ok = (len(self.offsets) == len(self.image_ids) + 1 and np.all(np.diff(self.offsets) >= 0) and self.bounds[-1] == self.shape[2]
+        ok = (len(self.offsets) == len(self.image_ids) + 1 and np.all(np.diff(self.offsets) >= 0)
+              and self.bounds[-1] == self.shape[2]
               and 0 <= self.n_done <= len(self.image_ids) and np.isin(self.status, (PENDING, DONE, SKIPPED)).all())
         if not ok: raise ValueError("inconsistent offsets, status or feature names")
 
@@ -380,7 +383,8 @@ def _read_rows(self: FeatureStore, a, b, columns=None) -> np.ndarray:
     if columns is not None and len(columns) < x.shape[2]:      # contiguous runs: slicing, not fancy indexing
         cut = np.flatnonzero(np.diff(columns) != 1) + 1
         x = np.concatenate([x[:, :, r[0]:r[-1] + 1] for r in np.split(columns, cut)], axis=2)
-    if self.version < 2 and not np.isfinite(x).all():        # format 2: checksums, and finite values checked when written
+    # format 2 has checksums, and its values were checked finite when written
+    if self.version < 2 and not np.isfinite(x).all():
         raise _corrupt(self.path, "non-finite values", f"feature rows {a}-{b}")
     return x
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses, hashlib, json, math, re, shutil, warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 import pandas as pd
-from .config import Config, ConfigError
+from .config import Config, ConfigError, Head, Loss, listed
 from .files import write_csv, write_json, save_figure
 from .runs import RunError
 from .store import FeatureStore
@@ -29,19 +29,11 @@ class SweepConfig(Config):
     folds: int = 5  # CV folds of each trial
     seed: int = 0  # sampler and CV seed
     epochs: int = 120  # maximum epochs per fold
-    heads: str = "mlp,mil,composition,density"  # head kinds to search (comma-separated: mlp, mil, composition, density)
-    losses: str = "smoothl1,ziln"  # losses to search (comma-separated: smoothl1, ziln)
+    heads: Annotated[str, listed(Head)] = "mlp,mil,composition,density"  # heads to search, comma-separated
+    losses: Annotated[str, listed(Loss)] = "smoothl1,ziln"  # losses to search, comma-separated
     progress: bool = True  # progress bar over trials, and the best trials printed at the end
     overwrite: bool = False  # start a new study: delete --out's study.db, summaries and trial runs first
     bounds: ClassVar[dict] = dict(trials=(1, None), folds=(2, None), epochs=(1, None))
-    def __post_init__(self):
-        super().__post_init__()
-        for name, allowed in [("heads", ("mlp", "mil", "composition", "density")), ("losses", ("smoothl1", "ziln"))]:
-            bad = set(getattr(self, name).split(",")) - set(allowed)
-            if bad:
-                raise ConfigError(
-                    f"--{name} {getattr(self, name)!r}: {sorted(bad)} unknown; choose among {list(allowed)}"
-                )
 
 # %% ../nbs/05a_sweep.ipynb #588fab3c
 def suggest(trial, cfg: SweepConfig) -> dict:

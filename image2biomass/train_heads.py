@@ -9,7 +9,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch
-from .config import Config, ConfigError
+from .config import Config, ConfigError, Device, Head
 from .config import OutputOptions, CVOptions, PseudoOptions, HeadOptions
 from .data import TARGETS, read_train, make_folds, weighted_r2, r2_breakdown, DataError, read_pseudo_labels
 from .files import write_json, write_csv, save_tensors, save_figure
@@ -42,7 +42,7 @@ class TrainConfig(OutputOptions, FeatureAugOptions, CVOptions, PseudoOptions, He
     store: str = "features.h5"  # feature store of the training images (from `image2biomass extract`)
     data_dir: str = "data/synth"  # folder holding train.csv
     out: str = "runs/heads"  # run folder: config, fold checkpoints, oof.csv, metrics.json, plots
-    head: Literal["mlp", "mil", "composition", "density"] = "density"  # pooling and output (density: grams per location)
+    head: Head = "density"  # pooling and output (density: grams per location)
     epochs: int = 120  # maximum epochs per fold
     batch_size: int = 32  # bags per step
     lr: float = 2e-3  # AdamW peak learning rate
@@ -63,7 +63,8 @@ class TrainConfig(OutputOptions, FeatureAugOptions, CVOptions, PseudoOptions, He
     # store slices the heads and the ridge use: comma-separated globs, e.g. 's1/L-1/*,*/gem' ('' = all)
     slices: str = ""
     pseudo_store: str = ""  # the feature store of those test images (extracted like --store)
-    device: str = "cpu"  # cpu | cuda | auto
+    # auto | cpu | cuda | cuda:N; cpu by default: heads on cached features are small, and CPU scores repeat exactly
+    device: Device = "cpu"
     bounds: ClassVar[dict] = dict(
         epochs=(1, None),
         batch_size=(1, None),
@@ -81,8 +82,8 @@ class TrainConfig(OutputOptions, FeatureAugOptions, CVOptions, PseudoOptions, He
     def __post_init__(self):
         super().__post_init__()
         if self.head in ("composition", "density") and self.loss == "ziln":   # said before any data is read
-            raise ConfigError(f"--loss ziln with --head {self.head}: the {self.head} head predicts grams by construction; "
-                              "use --loss smoothl1, or --head mil or mlp for ziln")
+            raise ConfigError(f"--loss ziln with --head {self.head}: the {self.head} head predicts grams by "
+                              "construction; use --loss smoothl1, or --head mil or mlp for ziln")
 
 # %% ../nbs/05_training.ipynb #b1a0a3e0
 @dataclass
