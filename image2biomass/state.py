@@ -10,7 +10,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import ClassVar
 import numpy as np, pandas as pd, torch
-from .config import Config, ConfigError
+from .config import Config, ConfigError, OutputOptions, CVOptions
 from .data import TARGETS, read_train, make_folds
 from .files import write_json, write_csv, save_tensors, save_figure
 from .models import STATES
@@ -23,19 +23,15 @@ __all__ = ['StateConfig', 'pooled_features', 'state_proba', 'zero_rules', 'train
 
 # %% ../nbs/05c_state.ipynb #bdc8eba5
 @dataclass(kw_only=True)
-class StateConfig(Config):
+class StateConfig(OutputOptions, CVOptions):   # groups last-first: see config
     "Settings of a State classifier run."
     store: str = "features.h5"  # feature store of the training images
     data_dir: str = "data/synth"  # folder holding train.csv (its State column is the label)
     out: str = "runs/state"  # run folder: config.json, metrics.json, oof.csv, confusion.csv/png, state.safetensors
-    folds: int = 5  # CV folds, grouped by sampling date
-    seed: int = 0  # seed of the folds
     slices: str = ""  # store slices to use (comma-separated globs; '' = all)
     pca: int = 128  # principal components before the logistic regression (0 = none)
     C: float = 1.0  # inverse L2 strength of the logistic regression
-    overwrite: bool = False  # replace an existing run folder
-    progress: bool = True  # print a summary
-    bounds: ClassVar[dict] = dict(folds=(2, None), pca=(0, None), C=(1e-6, None))
+    bounds: ClassVar[dict] = dict(pca=(0, None), C=(1e-6, None))
 
 # %% ../nbs/05c_state.ipynb #22e0d784
 def pooled_features(store, # FeatureStore or path

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, ClassVar
 import pandas as pd
-from .config import Config, ConfigError, Head, Loss, listed
+from .config import Config, ConfigError, Head, Loss, listed, CVOptions
 from .files import write_csv, write_json, save_figure
 from .runs import RunError
 from .store import FeatureStore
@@ -20,20 +20,18 @@ __all__ = ['SweepConfig', 'suggest', 'study_binding', 'open_study', 'sweep', 'su
 
 # %% ../nbs/05a_sweep.ipynb #894e2cb0
 @dataclass(kw_only=True)
-class SweepConfig(Config):
+class SweepConfig(CVOptions):   # its --overwrite deletes the study first: not OutputOptions' meaning
     "Settings of a hyper-parameter sweep over cached-feature heads."
     store: str = "features.h5"  # feature store of the training images
     data_dir: str = "data/synth"  # folder holding train.csv
     out: str = "runs/sweep"  # sweep folder: study.db (resumable), summary.csv, importance.png, trial runs
     trials: int = 20  # completed trials wanted in total (a rerun continues up to this number)
-    folds: int = 5  # CV folds of each trial
-    seed: int = 0  # sampler and CV seed
     epochs: int = 120  # maximum epochs per fold
     heads: Annotated[str, listed(Head)] = "mlp,mil,composition,density"  # heads to search, comma-separated
     losses: Annotated[str, listed(Loss)] = "smoothl1,ziln"  # losses to search, comma-separated
     progress: bool = True  # progress bar over trials, and the best trials printed at the end
     overwrite: bool = False  # start a new study: delete --out's study.db, summaries and trial runs first
-    bounds: ClassVar[dict] = dict(trials=(1, None), folds=(2, None), epochs=(1, None))
+    bounds: ClassVar[dict] = dict(trials=(1, None), epochs=(1, None))
 
 # %% ../nbs/05a_sweep.ipynb #588fab3c
 def suggest(trial, cfg: SweepConfig) -> dict:
