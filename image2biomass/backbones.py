@@ -390,9 +390,23 @@ def _arch_tensors(timm_name, overrides_json="{}") -> dict:
         m = timm.create_model(timm_name.split(".")[0], pretrained=False, num_classes=0, **json.loads(overrides_json))
     return dict(m.state_dict())
 
+@functools.lru_cache(maxsize=32)
+def _classifier_keys(timm_name, overrides_json="{}") -> frozenset:
+    "Tensor names of an architecture's classifier: in the model made with classes, not in the feature model."
+    import timm
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = timm.create_model(timm_name.split(".")[0], pretrained=False, num_classes=1000, **json.loads(overrides_json))
+    return frozenset(m.state_dict()) - frozenset(_arch_tensors(timm_name, overrides_json))
+
+def _headless(sd, timm_name, overrides) -> dict:
+    "`sd` without an ImageNet checkpoint's classifier (timm drops it too when it makes a feature model)."
+    drop = _classifier_keys(timm_name, json.dumps(overrides, sort_keys=True))
+    return {k: v for k, v in sd.items() if k not in drop}
+
 def _misfit(sd, timm_name, overrides) -> list:
     "Tensors missing, unexpected or of another shape (a learned position embedding is resampled: its size is free)."
-    want = _arch_tensors(timm_name, json.dumps(overrides, sort_keys=True))
+    want, sd = _arch_tensors(timm_name, json.dumps(overrides, sort_keys=True)), _headless(sd, timm_name, overrides)
     return ([f"missing {k}" for k in want if k not in sd] + [f"unexpected {k}" for k in sd if k not in want] +
             [f"{k} {tuple(sd[k].shape)}, not {tuple(want[k].shape)}" for k in want
              if k in sd and k != "pos_embed" and sd[k].shape != want[k].shape])
@@ -486,7 +500,7 @@ def prepare_checkpoint(src, # weights file or transformers folder
         if fit is None:
             raise CheckpointError(_unknown(src, raw) if ck is None else f"{src} holds a {ck} ({fmt} format) that no "
                                   "timm architecture takes exactly; name its architecture with --backbone")
-        return Checkpoint(Path(src), fmt, sd, files, config, ck, *fit)
+        return Checkpoint(Path(src), fmt, _headless(sd, *fit[1:]), files, config, ck, *fit)
     tn = get_spec(name).timm_name
     if problems := _misfit(sd, tn, ov := _bias_override(ck, tn)):
         want = _arch_tensors(tn, json.dumps(ov, sort_keys=True))
@@ -500,7 +514,7 @@ def prepare_checkpoint(src, # weights file or transformers folder
             f"{src} holds a {ck or 'model of another architecture'} ({fmt} format), but --backbone {name} "
             f"is a {describe_state_dict(want) or tn} ({problems[0]}). Use {use}."
         )
-    return Checkpoint(Path(src), fmt, sd, files, config, ck, name, tn, ov)
+    return Checkpoint(Path(src), fmt, _headless(sd, tn, ov), files, config, ck, name, tn, ov)
 
 # %% ../nbs/02a_backbones.ipynb #a26612fb
 POOLS = ("cls", "mean", "max", "gem")

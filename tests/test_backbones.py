@@ -154,3 +154,21 @@ def test_lora_on_a_cnn_is_one_clear_error(ds, tmp_path):
     r = run("train", "--data-dir", ds, "--backbone", "resnet10t", "--random-init", "--lora-rank", 2, "--out",
             tmp_path / "l", "--epochs", 1, "--workers", 0, "--no-progress", check=2)
     assert "--lora-targets" in r.stderr and "--train-blocks" in r.stderr
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_a_checkpoint_with_its_imagenet_classifier_loads(family, tmp_path):
+    """timm's hub checkpoints of ImageNet-trained models carry their classifier (fc, classifier, head, head.fc): the
+    backbone loads them by name, the classifier left out as timm itself does for a feature model, every other tensor
+    taken as saved."""
+    import timm
+    from safetensors.torch import save_file
+    name = FAMILIES[family][1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = timm.create_model(name, num_classes=1000)     # a classifier on top (DINO models have none by default)
+        save_file(full.state_dict(), tmp_path / "w.safetensors")
+        fx, info = load_backbone(name, "mean", weights=tmp_path / "w.safetensors")
+    got, saved = fx.model.state_dict(), full.state_dict()
+    assert set(saved) - set(got), "the saved model has no classifier: the test would not test anything"
+    assert all(torch.equal(got[k], saved[k]) for k in got if k in saved and k != "pos_embed")
