@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib, copy, dataclasses, importlib.util, json, math, os, random, re, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 import numpy as np, pandas as pd, torch, torch.nn as nn
-from .config import Config, ConfigError, renamed, Head, Layout
+from .config import Config, ConfigError, renamed, Head, Layout, listed
 from .config import (OutputOptions, RuntimeOptions, ImageOptions, BackboneOptions, LayoutOptions,
                                   HeadOptions, PseudoOptions, CVOptions)
 from image2biomass.data import (
@@ -44,19 +44,21 @@ from .train_heads import plot_run, aux_targets, state_index, extra_metrics, AUX_
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['LORA_LAYERS', 'LoraOptions', 'UnfreezeOptions', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples', 'ImageCache',
-           'cache_scale', 'build_image_cache', 'CropDataset', 'FinetuneModel', 'unit_names', 'backbone_units',
-           'set_trainable', 'blocks_at', 'add_lora', 'merge_lora', 'build_model', 'trained_state', 'make_optimiser',
-           'memory_estimate', 'memory_plan', 'EpochSampler', 'train_fold', 'finetune']
+__all__ = ['LoraTarget', 'LORA_LAYERS', 'LoraOptions', 'UnfreezeOptions', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples',
+           'ImageCache', 'cache_scale', 'build_image_cache', 'CropDataset', 'FinetuneModel', 'unit_names',
+           'backbone_units', 'set_trainable', 'blocks_at', 'add_lora', 'merge_lora', 'build_model', 'trained_state',
+           'make_optimiser', 'memory_estimate', 'memory_plan', 'EpochSampler', 'train_fold', 'finetune']
 
 # %% ../nbs/05b_finetune.ipynb #b0866c38
+LoraTarget = Literal["qkv", "proj", "mlp"]   # the layers of a block LoRA can adapt (see LORA_LAYERS)
+
 @dataclass(kw_only=True)
 class LoraOptions(Config):
     "LoRA adapters on a frozen backbone (peft)."
     lora_rank: int = 0  # LoRA adapters (peft) of this rank; the backbone's own weights stay frozen; 0 = off
     lora_alpha: float = 0.0  # LoRA scaling numerator; 0 = twice the rank
     lora_blocks: int = 0  # LoRA on the last K blocks; 0 = all
-    lora_targets: str = "qkv"  # comma-separated layers of each block: qkv | proj | mlp
+    lora_targets: Annotated[str, listed(LoraTarget)] = "qkv"  # comma-separated layers of each block: qkv | proj | mlp
     bounds: ClassVar[dict] = dict(lora_rank=(0, None), lora_alpha=(0, None), lora_blocks=(0, None))
 
 @dataclass(kw_only=True)
@@ -122,8 +124,6 @@ def __post_init__(self: FinetuneConfig):
         )
     if self.lora_rank and importlib.util.find_spec("peft") is None:
         raise ConfigError("--lora-rank needs peft: pip install 'image2biomass[lora]' (or pip install peft)")
-    bad = set(self.lora_targets.split(",")) - {"qkv", "proj", "mlp"}
-    if bad: raise ConfigError(f"--lora-targets {self.lora_targets!r}: choose among qkv, proj, mlp")
     if self.swa and self.swa > self.epochs:
         raise ConfigError(f"--swa {self.swa}: more epochs to average than --epochs {self.epochs}")
 

@@ -23,8 +23,8 @@ from .tiling import location_areas, d4_inverse
 # %% auto #0
 __all__ = ['AUX_NAMES', 'FeatureAugOptions', 'TrainConfig', 'head_kwargs', 'load_bags', 'grid_of', 'to_locations', 'Bags',
            'aux_targets', 'state_index', 'augment', 'fit_projection', 'project', 'predict_bags', 'fit_fold', 'ridge_cv',
-           'ridge_stack_cv', 'slice_groups', 'load_training_bags', 'fold_rows', 'len_pseudo', 'extra_metrics',
-           'train_heads', 'plot_run', 'load_heads']
+           'ridge_stack_cv', 'slice_groups', 'load_training_bags', 'fold_rows', 'extra_metrics', 'train_heads',
+           'plot_run', 'load_heads']
 
 # %% ../nbs/05_training.ipynb #08800170
 @dataclass(kw_only=True)
@@ -442,7 +442,7 @@ def fold_rows(folds, # fold of each row: 0..K-1 a training image; -1 a pseudo-la
     "The rows fold k trains and validates on: pseudo-labelled rows only train, a per-fold one only in its own fold."
     return np.flatnonzero((folds != k) & ((folds >= -1) | (folds == -2 - k))), np.flatnonzero(folds == k)
 
-def len_pseudo(cfg) -> int: return read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir).image_id.nunique()
+def _len_pseudo(cfg) -> int: return read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir).image_id.nunique()
 
 # %% ../nbs/05_training.ipynb #e0f417ab
 def _with_pseudo(cfg: TrainConfig, bags: Bags, train_ids) -> tuple: # (Bags, fold codes of the pseudo rows)
@@ -565,7 +565,7 @@ def train_heads(cfg: TrainConfig = None, **kwargs) -> dict:
             y, None if bags.state is None else bags.state.numpy(), extras, fits[0]["model"].cols, cfg.aux_bins
         ),
     )
-    if cfg.pseudo_labels: metrics["pseudo_labelled_images"] = len_pseudo(cfg)
+    if cfg.pseudo_labels: metrics["pseudo_labelled_images"] = _len_pseudo(cfg)
     metrics.update(_ridges(cfg, bags, y, folds, store, ids))
     metrics["seconds"] = round(time.time() - t0, 2)
     _write_run(cfg, out, ids, folds, y, oof, curves, fits, metrics, store, bags)
