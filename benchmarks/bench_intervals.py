@@ -96,6 +96,7 @@ record("bench_intervals", [
     "coverage per target and pooled, and mean width (g), on the held-out images:",
     "\n\n" + pd.DataFrame(rows).to_markdown(index=False) + "\n",
     "share of images flagged (features: kNN distance above the training images' 99 % out-of-fold distance; range: a "
-    "prediction at >= 95 % of a training maximum), and the mean absolute error of Total (g) among the flagged and the "
-    "unflagged images of each set:",
+    "prediction at >= 95 % of a training maximum; exposure: a photo brighter or darker than every training photo, or "
+    "with more pixels clipped white), and the mean absolute error of Total (g) among the flagged and the unflagged "
+    "images of each set:",
     "\n\n" + pd.DataFrame(flag_rows).fillna("").to_markdown(index=False) + "\n"])

@@ -522,7 +522,7 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
             or "no image changed"
         )
     sub = _validated(to_submission(ids, pred), d, cfg.split)
-    detail = _detail(cfg, runs, spec, ids, pred, stores) if cfg.detail or (cfg.maps and maps is not None) else None
+    detail = _detail(cfg, runs, spec, ids, paths, pred, stores) if cfg.detail or (cfg.maps and maps is not None) else None
     write_csv(sub, out)
     if detail is not None and cfg.detail: write_csv(detail, cfg.detail)
     if detail is not None: sub.attrs["detail"] = detail
@@ -541,7 +541,7 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
     return sub
 
 # %% ../nbs/07_inference.ipynb #17abb216
-def _detail(cfg, runs, spec, ids, pred, stores) -> pd.DataFrame:
+def _detail(cfg, runs, spec, ids, paths, pred, stores) -> pd.DataFrame:
     "Conformal intervals from the runs' (blended) out-of-fold residuals, and out-of-distribution flags."
     from image2biomass.ensemble import load_oofs
     from image2biomass.intervals import conformal_halfwidths, interval_bounds, detail_frame, flag_summary
@@ -552,7 +552,7 @@ def _detail(cfg, runs, spec, ids, pred, stores) -> pd.DataFrame:
         print(f"note: {len(y)} training images are too few for {cfg.interval:.0%} intervals: their upper bounds are "
               "infinite; ask for a lower --interval")
     lower, upper = interval_bounds(pred, q)
-    flag, reason, note = flag_images(runs, stores, ids, pred, cfg.split)
+    flag, reason, note = flag_images(runs, stores, ids, pred, cfg.split, paths, cfg.data_dir)
     print(flag_summary(ids, flag, reason, cfg.interval, q) + note)
     return detail_frame(ids, pred, lower, upper, flag, reason)
 
@@ -561,13 +561,30 @@ def flag_images(runs, # runs cross-validated on the same images and folds (their
                 ids, # the images
                 pred, # (m, 5) their predicted grams
                 split="test", # the split of `ids`
+                paths=None, # the images' files (None: no exposure check)
+                data_dir=None, # folder whose train.csv lists the training photos (else: where the first run trained)
                ) -> tuple: # (flag (m,), reason (m,), note on what was not checked)
-    "`ood_flags` of predicted images: features against the training images of the first heads run, and the range."
+    """`ood_flags` of predicted images: features against the training images of the first heads run, exposure against
+    the training photos, and the range."""
     from image2biomass.ensemble import load_oofs
-    from image2biomass.intervals import ood_flags
+    from image2biomass.intervals import ood_flags, photo_stats
     oid, folds, y, _ = load_oofs(runs)
     dist, tdist, note = _feature_distances(stores, list(oid), folds, ids, split)
-    return (*ood_flags(pred, y, dist, tdist), note)
+    photo = train_photo = None
+    if paths is not None:
+        train_paths, why = _training_photos(runs, list(oid), data_dir)
+        if train_paths is None: note += why
+        else: photo, train_photo = photo_stats(paths), photo_stats(train_paths)
+    return (*ood_flags(pred, y, dist, tdist, photo=photo, train_photo=train_photo), note)
+
+def _training_photos(runs, train_ids, data_dir) -> tuple: # (photo paths or None, note on why not)
+    "The runs' training photos: from `data_dir`'s train.csv, else from the folder the first run was trained on."
+    recorded = read_config(runs[0])["config"].get("data_dir")
+    for d in dict.fromkeys(Path(x) for x in (data_dir, recorded) if x):
+        try: df = read_train(d / "train.csv", data_dir=d).set_index("image_id")   # every photo there, inside d
+        except (DataError, OSError): continue
+        if set(train_ids) <= set(df.index): return [d / p for p in df.loc[train_ids, "image_path"]], ""
+    return None, " (the training photos were not found: no exposure check)"
 
 def _feature_distances(stores, train_ids, folds, ids, split) -> tuple: # (distances, training distances, note)
     "kNN distances of the images' pooled features to the first heads run's training images (None without one)."

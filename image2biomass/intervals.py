@@ -7,11 +7,12 @@ already made, and a flag with a reason on photos unlike anything the model train
 from __future__ import annotations
 import math
 import numpy as np, pandas as pd
-from .data import TARGETS
+from .data import TARGETS, load_image, ImageError
+from .config import MAX_PIXELS
 
 # %% auto #0
-__all__ = ['DETAIL_COLUMNS', 'conformal_halfwidths', 'interval_bounds', 'coverage', 'feature_distances', 'ood_flags',
-           'detail_frame', 'flag_summary']
+__all__ = ['LUMA', 'DETAIL_COLUMNS', 'conformal_halfwidths', 'interval_bounds', 'coverage', 'feature_distances', 'ood_flags',
+           'photo_stats', 'exposure_reasons', 'detail_frame', 'flag_summary']
 
 # %% ../nbs/07a_intervals.ipynb #18a8e1ad
 def conformal_halfwidths(y, # (n, 5) true grams of the training images
@@ -68,6 +69,8 @@ def ood_flags(pred, # (m, 5) predicted grams
               train_dist=None, # (n,) the training images' out-of-fold distances
               quantile=0.99, # threshold: this quantile of the training distances
               near_max=0.95, # range flag at this share of a target's training maximum
+              photo=None, # (m, 2) `photo_stats` of the images (None: no exposure check)
+              train_photo=None, # (n, 2) `photo_stats` of the training photos
              ) -> tuple: # (flag (m,) bool, reason (m,) str, '' where not flagged)
     """Flag images whose features are unlike the training images' or whose prediction is at the edge of the training
     range."""
@@ -80,7 +83,42 @@ def ood_flags(pred, # (m, 5) predicted grams
                               f"{quantile:.0%} distance)")
     for i, j in zip(*np.nonzero(pred >= near_max * top)):
         reasons[i].append(f"{TARGETS[j]} {pred[i, j]:.0f} g at the training maximum ({top[j]:.0f} g): may be higher")
+    if photo is not None:
+        for i, r in enumerate(exposure_reasons(photo, train_photo)):
+            if r: reasons[i].append(r)
     return np.array([bool(r) for r in reasons]), np.array(["; ".join(r) for r in reasons], dtype=object)
+
+# %% ../nbs/07a_intervals.ipynb #0e1f9089
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)   # ITU-R 601 brightness of an RGB pixel
+
+def photo_stats(paths, # image files
+                max_pixels=MAX_PIXELS, # larger images are refused (as everywhere), their row left NaN
+               ) -> np.ndarray: # (n, 2): mean brightness (0-255) and share of pixels clipped white; NaN if unreadable
+    "The exposure of each photo, from a small decode (a JPEG is decoded at 1/8 of its size where that is enough)."
+    out = np.full((len(paths), 2), np.nan)
+    for i, p in enumerate(paths):
+        try: a = load_image(p, draft=(256, 256), max_pixels=max_pixels).astype(np.float32)
+        except ImageError: continue
+        out[i] = float((a @ LUMA).mean()), float((a.max(2) >= 250).mean())
+    return out
+
+def exposure_reasons(stats, # (m, 2) `photo_stats` of the photos to check
+                     train_stats, # (n, 2) those of the training photos
+                     margin=0.05, # share of the training range a photo may lie beyond it
+                     clipped=0.01, # and clipped pixels beyond the training maximum, at least
+                    ) -> list: # one reason per photo, '' where its exposure is like the training photos'
+    "Say which photos are brighter or darker than every training photo, or have more pixels clipped white."
+    lo, hi = np.nanmin(train_stats, 0), np.nanmax(train_stats, 0); pad = margin * (hi - lo)
+    out = []
+    for b, c in np.asarray(stats, float):
+        r = []
+        if b > hi[0] + pad[0] or b < lo[0] - pad[0]:
+            r.append(f"photo {'brighter' if b > hi[0] else 'darker'} than every training photo (mean level {b:.0f}; "
+                     f"training {lo[0]:.0f}-{hi[0]:.0f})")
+        if c > hi[1] + max(pad[1], clipped):
+            r.append(f"{c:.1%} of its pixels clipped white (training photos: at most {hi[1]:.1%})")
+        out.append("; ".join(r))
+    return out
 
 # %% ../nbs/07a_intervals.ipynb #75466ec7
 DETAIL_COLUMNS = ["sample_id", "image_id", "target_name", "prediction", "lower", "upper", "ood", "ood_reason"]

@@ -80,7 +80,7 @@ def pseudo_labels(runs, # run folders whose mean prediction labels the images
                        ignore_index=True)
     if cfg.keep_flagged: return df
     from image2biomass.inference import flag_images
-    flag, why, note = flag_images(runs[:1], stores, ids, pred)   # the student's folds (teachers may have others)
+    flag, why, note = flag_images(runs[:1], stores, ids, pred, paths=paths, data_dir=data_dir)   # the student's folds
     out = df[~df.image_id.isin(set(np.asarray(ids)[flag]))].reset_index(drop=True)
     out.attrs["left_out"] = {i: r for i, r, f in zip(ids, why, flag) if f}
     if flag.any():   # said with or without progress, like predict's summary: the labels change because of it

@@ -120,6 +120,8 @@ def test_detail_intervals_and_flags(trained, tmp_path):
     assert ((t.lower <= t.prediction + 1e-9) & (t.prediction <= t.upper + 1e-9) & (t.lower >= 0)).all()
     bad = t[t.image_id == odd.stem]
     assert bad.ood.astype(str).eq("True").all() and bad.ood_reason.str.contains("features unlike").all(), bad
+    assert bad.ood_reason.str.contains("brighter than every training photo").all(), bad   # exposure, said plainly
+    assert bad.ood_reason.str.contains("clipped white").all(), bad
     assert "images flagged" in r.stdout and odd.stem in r.stdout
     run("predict", "--runs", d / "mil", d / "composition", "--data-dir", shifted, "--out", tmp_path / "s5.csv",
         "--detail", tmp_path / "d5.csv", "--interval", 0.5, "--workers", 0, "--no-progress", check=0)
