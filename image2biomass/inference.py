@@ -522,7 +522,8 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
             or "no image changed"
         )
     sub = _validated(to_submission(ids, pred), d, cfg.split)
-    detail = _detail(cfg, runs, spec, ids, paths, pred, stores) if cfg.detail or (cfg.maps and maps is not None) else None
+    wanted = cfg.detail or (cfg.maps and maps is not None)
+    detail = _detail(cfg, runs, spec, ids, paths, pred, stores) if wanted else None
     write_csv(sub, out)
     if detail is not None and cfg.detail: write_csv(detail, cfg.detail)
     if detail is not None: sub.attrs["detail"] = detail
