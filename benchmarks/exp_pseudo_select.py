@@ -1,4 +1,4 @@
-"""EXPERIMENT (issue P item 6; not in the package): which pseudo-labels help? Per-fold labels of a mil run, kept whole or
+"""EXPERIMENT (issue P item 6; not in the package; `python exp_pseudo_select.py SEED H W`): which pseudo-labels help? Per-fold labels of a mil run, kept whole or selected by the
 fold models' agreement, or calibrated against the OOF shrinkage; held-out weighted R2 on the test labels."""
 import sys, tempfile, warnings, json
 from pathlib import Path
@@ -39,7 +39,8 @@ def run(name, keep, Fl):
     r = predict_heads_run(tmp / name, ds, ids, "test", tmp / "features", progress=False, workers=1)
     print(name, int(keep.sum()), round(weighted_r2(y, project_mass_balance(np.clip(r["pred"], 0, None))), 4), flush=True)
 allk = np.ones(len(ids), bool)
-pass
-pass
+run("all", allk, F)
+run("agree50", spread <= np.median(spread), F)
 run("agree25", spread <= np.quantile(spread, 0.25), F)
-print("slope b per target", {t: round(v[1], 2) for t, v in cal.items()})
+run("calibrated", allk, np.stack([calibrate(f) for f in F]))
+print("slope b per target", {t: round(float(v[1]), 2) for t, v in cal.items()})
