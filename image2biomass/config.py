@@ -36,8 +36,9 @@ class Form:
     "The form a text option must take, as `Annotated[str, Form(...)]`: a regular expression and what to say otherwise."
     regex: str # the whole value must match it
     says: str # the error's advice
+    none: bool = False # None is accepted too (it means the default)
 
-Device = Annotated[str, Form(r"auto|cpu|cuda(:\d+)?", "choose auto, cpu, cuda or cuda:N")]
+Device = Annotated[str, Form(r"auto|cpu|cuda(:\d+)?", "choose auto, cpu, cuda or cuda:N", none=True)]
 
 def listed(choices) -> Form:
     "The `Form` of a comma-separated list of a `Literal`'s choices, e.g. `Annotated[str, listed(Head)]`: 'mlp,mil'."
@@ -50,7 +51,8 @@ def _check(name, v, t, bounds):
     if get_origin(t) is Annotated:                          # text of a given form, e.g. `Device`
         t, form = get_args(t)
         v = _check(name, v, t, bounds)
-        if v is not None and not re.fullmatch(form.regex, v): raise ConfigError(f"{flag(name)} {v!r}: {form.says}")
+        if v is None and form.none: return v
+        if v is None or not re.fullmatch(form.regex, v): raise ConfigError(f"{flag(name)} {v!r}: {form.says}")
         return v
     if get_origin(t) is Literal:
         if v not in get_args(t): raise ConfigError(f"{flag(name)} {v!r}: choose one of {list(get_args(t))}")

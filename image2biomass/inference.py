@@ -553,7 +553,8 @@ def _detail(cfg, runs, spec, ids, paths, pred, stores) -> pd.DataFrame:
         print(f"note: {len(y)} training images are too few for {cfg.interval:.0%} intervals: their upper bounds are "
               "infinite; ask for a lower --interval")
     lower, upper = interval_bounds(pred, q)
-    flag, reason, note = flag_images(runs, stores, ids, pred, cfg.split, paths, cfg.data_dir)
+    flag, reason, note = flag_images(runs, stores, ids, pred, cfg.split, paths, cfg.data_dir, cfg.max_pixels,
+                                     cfg.allow_outside_paths)
     print(flag_summary(ids, flag, reason, cfg.interval, q) + note)
     return detail_frame(ids, pred, lower, upper, flag, reason)
 
@@ -564,6 +565,8 @@ def flag_images(runs, # runs cross-validated on the same images and folds (their
                 split="test", # the split of `ids`
                 paths=None, # the images' files (None: no exposure check)
                 data_dir=None, # folder whose train.csv lists the training photos (else: where the first run trained)
+                max_pixels=MAX_PIXELS, # photos with more pixels are not read (their exposure is not checked)
+                allow_outside=False, # accept training photo paths leading outside their folder
                ) -> tuple: # (flag (m,), reason (m,), note on what was not checked)
     """`ood_flags` of predicted images: features against the training images of the first heads run, exposure against
     the training photos, and the range."""
@@ -573,25 +576,28 @@ def flag_images(runs, # runs cross-validated on the same images and folds (their
     dist, tdist, note = _feature_distances(stores, list(oid), folds, ids, split)
     photo = train_photo = None
     if paths is not None:
-        train_paths, why = _training_photos(runs, list(oid), data_dir)
+        train_paths, why = _training_photos(runs, list(oid), data_dir, allow_outside)
         if train_paths is None: note += why
-        else: photo, train_photo = photo_stats(paths), photo_stats(train_paths)
+        else:
+            photo, train_photo = photo_stats(paths, max_pixels), photo_stats(train_paths, max_pixels)
+            if not np.isfinite(train_photo).all(1).any():
+                photo = train_photo = None; note += " (no training photo could be read: no exposure check)"
     return (*ood_flags(pred, y, dist, tdist, photo=photo, train_photo=train_photo), note)
 
-def _training_photos(runs, train_ids, data_dir) -> tuple: # (photo paths or None, note on why not)
+def _training_photos(runs, train_ids, data_dir, allow_outside=False) -> tuple: # (photo paths or None, note on why not)
     "The runs' training photos: from `data_dir`'s train.csv, else from the folder the first run was trained on."
-    recorded = read_config(runs[0])["config"].get("data_dir")
+    recorded, ids = read_config(runs[0])["config"].get("data_dir"), [str(i) for i in train_ids]
     for d in dict.fromkeys(Path(x) for x in (data_dir, recorded) if x):
-        try: df = read_train(d / "train.csv", data_dir=d).set_index("image_id")   # every photo there, inside d
-        except (DataError, OSError): continue
-        if set(train_ids) <= set(df.index): return [d / p for p in df.loc[train_ids, "image_path"]], ""
+        try: df = read_train(d / "train.csv", data_dir=d, allow_outside=allow_outside).set_index("image_id")
+        except (DataError, OSError): continue                       # every photo listed there exists, inside d
+        if set(ids) <= set(df.index.astype(str)): return [d / p for p in df.loc[ids, "image_path"]], ""
     return None, " (the training photos were not found: no exposure check)"
 
 def _feature_distances(stores, train_ids, folds, ids, split) -> tuple: # (distances, training distances, note)
     "kNN distances of the images' pooled features to the first heads run's training images (None without one)."
     from image2biomass.intervals import feature_distances
     from image2biomass.train_heads import load_bags, _pooled
-    if not stores: return None, None, " (no train-heads run: the feature check needs cached features; range check only)"
+    if not stores: return None, None, " (no train-heads run: the feature check needs cached features: no feature check)"
     run, st = next(iter(stores.items()))
     rc = read_config(run); rec = Path(rc["config"]["store"])
     # recorded relative to where training ran: also looked for beside the run and its parent (the same store:
@@ -599,12 +605,12 @@ def _feature_distances(stores, train_ids, folds, ids, split) -> tuple: # (distan
     found = [p for p in dict.fromkeys([rec, Path(run).parent / rec, Path(run).parent.parent / rec]) if p.is_file()]
     train_store = next((p for p in found if _fingerprint_of(p) == rc.get("store_fingerprint")), None)
     if train_store is None:
-        return None, None, f" (training store {rec} not found{' as trained' if found else ''}: range check only)"
+        return None, None, f" (training store {rec} not found{' as trained' if found else ''}: no feature check)"
     pooled = lambda s, i, sp: _pooled(*load_bags(s, i, split=sp)[:2])
     try: d, td = feature_distances(pooled(train_store, train_ids, "train"), pooled(st, ids, split), folds)
     except (StoreError, DataError, OSError) as e:   # a store changed since training: the range check still holds
         why = str(e).splitlines()[0]
-        return None, None, f" (training store {train_store} unusable for the feature check: {why}; range check only)"
+        return None, None, f" (training store {train_store} unusable for the feature check: {why}: no feature check)"
     return d, td, ""
 
 def _fingerprint_of(path):

@@ -83,7 +83,7 @@ def ood_flags(pred, # (m, 5) predicted grams
                               f"{quantile:.0%} distance)")
     for i, j in zip(*np.nonzero(pred >= near_max * top)):
         reasons[i].append(f"{TARGETS[j]} {pred[i, j]:.0f} g at the training maximum ({top[j]:.0f} g): may be higher")
-    if photo is not None:
+    if photo is not None and train_photo is not None:
         for i, r in enumerate(exposure_reasons(photo, train_photo)):
             if r: reasons[i].append(r)
     return np.array([bool(r) for r in reasons]), np.array(["; ".join(r) for r in reasons], dtype=object)
@@ -94,28 +94,38 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)   # ITU-R 601 brightness of a
 def photo_stats(paths, # image files
                 max_pixels=MAX_PIXELS, # larger images are refused (as everywhere), their row left NaN
                ) -> np.ndarray: # (n, 2): mean brightness (0-255) and share of pixels clipped white; NaN if unreadable
-    "The exposure of each photo, from a small decode (a JPEG is decoded at 1/8 of its size where that is enough)."
+    """The exposure of each photo, measured at one scale for all (short side 256 px: a JPEG decoder's reduced decode,
+    then an area resize), so that photos of other resolutions compare alike (a resize averages highlights away)."""
+    import cv2
     out = np.full((len(paths), 2), np.nan)
     for i, p in enumerate(paths):
-        try: a = load_image(p, draft=(256, 256), max_pixels=max_pixels).astype(np.float32)
+        try: a = load_image(p, draft=(256, 256), max_pixels=max_pixels)
         except ImageError: continue
+        if (f := 256 / min(a.shape[:2])) < 1:
+            a = cv2.resize(a, (max(1, round(a.shape[1] * f)), max(1, round(a.shape[0] * f))),
+                           interpolation=cv2.INTER_AREA)
+        a = a.astype(np.float32)
         out[i] = float((a @ LUMA).mean()), float((a.max(2) >= 250).mean())
     return out
 
 def exposure_reasons(stats, # (m, 2) `photo_stats` of the photos to check
                      train_stats, # (n, 2) those of the training photos
-                     margin=0.05, # share of the training range a photo may lie beyond it
-                     clipped=0.01, # and clipped pixels beyond the training maximum, at least
+                     margin=0.25, # share of the training range a photo's brightness may lie beyond it
+                     clipped=0.02, # flagged above twice the training photos' largest clipped share plus this
                     ) -> list: # one reason per photo, '' where its exposure is like the training photos'
-    "Say which photos are brighter or darker than every training photo, or have more pixels clipped white."
-    lo, hi = np.nanmin(train_stats, 0), np.nanmax(train_stats, 0); pad = margin * (hi - lo)
+    """Say which photos are brighter or darker than every training photo, or have more pixels clipped white; the
+    margins are wide because a range from a few hundred photos is narrow (nothing is said without training stats)."""
+    train_stats = np.asarray(train_stats, float).reshape(-1, 2)
+    train_stats = train_stats[np.isfinite(train_stats).all(1)]
+    if not len(train_stats): return [""] * len(stats)
+    lo, hi = train_stats.min(0), train_stats.max(0); pad = margin * (hi - lo)
     out = []
     for b, c in np.asarray(stats, float):
         r = []
         if b > hi[0] + pad[0] or b < lo[0] - pad[0]:
             r.append(f"photo {'brighter' if b > hi[0] else 'darker'} than every training photo (mean level {b:.0f}; "
                      f"training {lo[0]:.0f}-{hi[0]:.0f})")
-        if c > hi[1] + max(pad[1], clipped):
+        if c > 2 * hi[1] + clipped:
             r.append(f"{c:.1%} of its pixels clipped white (training photos: at most {hi[1]:.1%})")
         out.append("; ".join(r))
     return out

@@ -15,6 +15,16 @@ ENV = {"TQDM_DISABLE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "2", "MPLB
        "IMAGE2BIOMASS_BOOK": "1", "COLUMNS": "120"}
 
 
+def merge_streams(outputs) -> list:
+    "Consecutive stream outputs of one stream as one: how the kernel chunks them varies from run to run."
+    out = []
+    for o in outputs:
+        if out and o.output_type == "stream" and out[-1].output_type == "stream" and out[-1].name == o.name:
+            out[-1].text += o.text
+        else: out.append(o)
+    return out
+
+
 def run(path: Path) -> float:
     "Execute one notebook in a fresh kernel (cwd: its folder) and write it back with its outputs; returns seconds."
     nb = nbformat.read(path, as_version=4)
@@ -25,7 +35,8 @@ def run(path: Path) -> float:
     for c in nb.cells:
         c.metadata.pop("execution", None)
         if c.cell_type == "code":
-            c.outputs = [o for o in c.outputs if not (o.output_type == "stream" and o.name == "stderr" and not o.text.strip())]
+            c.outputs = merge_streams([o for o in c.outputs
+                                       if not (o.output_type == "stream" and o.name == "stderr" and not o.text.strip())])
     tmp = path.with_name(f".{path.name}.tmp")
     nbformat.write(nb, tmp)
     os.replace(tmp, path)
