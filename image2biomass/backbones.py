@@ -382,22 +382,20 @@ FAMILIES = {"dinov2": [k for k in REGISTRY if k.startswith("dinov2_") and not k.
             "convnext": [k for k in REGISTRY if "convnext" in k]}
 
 @functools.lru_cache(maxsize=32)
-def _arch_tensors(timm_name, overrides_json="{}") -> dict:
-    "The state dict of a timm architecture, as meta tensors (shapes only: no memory, no weights)."
+def _arch_tensors(timm_name, overrides_json="{}", classes=0) -> dict:
+    "The state dict of a timm architecture, as meta tensors (shapes only: no memory, no weights); 0 classes: features."
     import timm
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = timm.create_model(timm_name.split(".")[0], pretrained=False, num_classes=0, **json.loads(overrides_json))
+        m = timm.create_model(timm_name.split(".")[0], pretrained=False, num_classes=classes,
+                              **json.loads(overrides_json))
     return dict(m.state_dict())
 
 @functools.lru_cache(maxsize=32)
 def _classifier_keys(timm_name, overrides_json="{}") -> frozenset:
     "Tensor names of an architecture's classifier: in the model made with classes, not in the feature model."
-    import timm
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = timm.create_model(timm_name.split(".")[0], pretrained=False, num_classes=1000, **json.loads(overrides_json))
-    return frozenset(m.state_dict()) - frozenset(_arch_tensors(timm_name, overrides_json))
+    with_classes = _arch_tensors(timm_name, overrides_json, 1000)
+    return frozenset(with_classes) - frozenset(_arch_tensors(timm_name, overrides_json))
 
 def _headless(sd, timm_name, overrides) -> dict:
     "`sd` without an ImageNet checkpoint's classifier (timm drops it too when it makes a feature model)."
