@@ -5,15 +5,16 @@ from conftest import ROOT
 
 PKG = ROOT / "image2biomass"
 FLOORS = [  # README "How the package is built" explains each floor
-    ["__init__", "config", "files", "tiling", "clean", "backbones"],  # 0 foundations: no package imports
-    ["data", "runtime", "runs", "store", "reference"],               # 1 data, devices, run folders, the HDF5 store
-    ["extract", "losses", "intervals"],                               # 2 features; numbers on targets
-    ["models"],                                                       # 3 heads
-    ["train_heads"],                                                  # 4 cross-validated heads on cached features
-    ["finetune", "state", "sweep"],                                   # 5 stages built on head training
-    ["ensemble"],                                                     # 6 blends of runs
-    ["inference"],                                                    # 7 predict
-    ["pseudo", "demo", "kaggle", "cli"],                              # 8 what users run
+    ["__init__", "config"],                                           # 0 the options and their words: no imports
+    ["files", "tiling", "clean", "backbones"],                        # 1 foundations: files, tiles, backbones
+    ["data", "runtime", "runs", "store", "reference"],               # 2 data, devices, run folders, the HDF5 store
+    ["extract", "losses", "intervals"],                               # 3 features; numbers on targets
+    ["models"],                                                       # 4 heads
+    ["train_heads"],                                                  # 5 cross-validated heads on cached features
+    ["finetune", "state", "sweep"],                                   # 6 stages built on head training
+    ["ensemble"],                                                     # 7 blends of runs
+    ["inference"],                                                    # 8 predict
+    ["pseudo", "demo", "kaggle", "cli"],                              # 9 what users run
 ]
 FLOOR = {m: k for k, ms in enumerate(FLOORS) for m in ms}
 
