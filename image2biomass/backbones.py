@@ -170,13 +170,19 @@ def _load_file(path: Path) -> dict:
         from safetensors.torch import load_file
         try: return load_file(path)
         except Exception as e: raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+    head = path.read_bytes()[:8] if path.is_file() else b""
+    if head.startswith(b"\x93NUMPY"):
+        raise CheckpointError(f"{path}: a NumPy array file, not a checkpoint: give a .safetensors, .pt/.pth or .bin "
+                              "file of a model's weights")
     try: return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         import pickle
-        if isinstance(e, pickle.UnpicklingError):
+        if isinstance(e, pickle.UnpicklingError) and "global" in str(e).lower():   # it names a class or function
             raise CheckpointError(f"{path}: refused: loading it would run code stored in the file (a pickle of "
                                   "objects, not only tensors). Convert it to .safetensors where you trust it") from None
-        raise CheckpointError(f"{path}: not a readable PyTorch weights file ({str(e).splitlines()[0][:200]})") from None
+        why = ("neither a safetensors nor a torch.save file" if isinstance(e, pickle.UnpicklingError)
+               else str(e).splitlines()[0][:200])
+        raise CheckpointError(f"{path}: not a readable PyTorch weights file ({why})") from None
 
 def _unwrap(obj, path) -> dict:
     "The flat tensor dict inside a checkpoint (training files wrap it in 'model', 'teacher', 'state_dict', ...)."
@@ -405,7 +411,8 @@ def _headless(sd, timm_name, overrides) -> dict:
 def _misfit(sd, timm_name, overrides) -> list:
     "Tensors missing, unexpected or of another shape (a learned position embedding is resampled: its size is free)."
     want, sd = _arch_tensors(timm_name, json.dumps(overrides, sort_keys=True)), _headless(sd, timm_name, overrides)
-    return ([f"missing {k}" for k in want if k not in sd] + [f"unexpected {k}" for k in sd if k not in want] +
+    return ([f"missing {k}" for k in want if k not in sd and not k.endswith("num_batches_tracked")] +   # not learned
+            [f"unexpected {k}" for k in sd if k not in want] +
             [f"{k} {tuple(sd[k].shape)}, not {tuple(want[k].shape)}" for k in want
              if k in sd and k != "pos_embed" and sd[k].shape != want[k].shape])
 
@@ -473,6 +480,10 @@ class Checkpoint:
     overrides: dict  # timm.create_model keyword arguments that rebuild it
 
 # %% ../nbs/02a_backbones.ipynb #aff06563
+def _looks_like_a_network(sd) -> bool:
+    "Keys of a vision network's layers (a ViT's blocks, a CNN's stages or BatchNorm statistics), not of something else."
+    return any(re.search(r"(^|\.)(blocks|stages|layer\d|features|patch_embed|stem)\.|running_mean$", k) for k in sd)
+
 def _unknown(src, raw) -> str:
     keys = list(raw)[:6]
     more = " ..." if len(raw) > 6 else ""
@@ -495,14 +506,24 @@ def prepare_checkpoint(src, # weights file or transformers folder
     ck = describe_state_dict(sd, config)
     fit = (_hub_arch(config, sd) if fmt == "timm" else None) or (match_arch(ck, sd, fmt) if ck else None)
     if name == AUTO:
+        if fit is None and ck is None and not _looks_like_a_network(sd): raise CheckpointError(_unknown(src, raw))
         if fit is None:
-            raise CheckpointError(_unknown(src, raw) if ck is None else f"{src} holds a {ck} ({fmt} format) that no "
-                                  "timm architecture takes exactly; name its architecture with --backbone")
+            raise CheckpointError(f"{src} holds a {ck or 'model'} ({fmt} format; first keys: "
+                                  f"{', '.join(list(sd)[:3])}) that no architecture --backbone auto knows takes "
+                                  f"exactly; name its architecture with --backbone (a short name or timm name)")
         return Checkpoint(Path(src), fmt, _headless(sd, *fit[1:]), files, config, ck, *fit)
     tn = get_spec(name).timm_name
     if problems := _misfit(sd, tn, ov := _bias_override(ck, tn)):
         want = _arch_tensors(tn, json.dumps(ov, sort_keys=True))
-        if ck is None and len(set(sd) & set(want)) < len(want) / 2: raise CheckpointError(_unknown(src, raw))
+        if ck is not None and describe_state_dict(want) == ck:   # the same architecture: the file is damaged
+            raise CheckpointError(f"{src} is a {ck} like --backbone {name}, but {len(problems)} of its tensors do "
+                                  f"not fit ({'; '.join(problems[:3])}): the file is incomplete or was altered; "
+                                  "save or download it again")
+        if ck is None and len(set(sd) & set(want)) < len(want) / 2:
+            if not _looks_like_a_network(sd): raise CheckpointError(_unknown(src, raw))
+            raise CheckpointError(f"{src} holds a {fmt}-format model of another architecture than --backbone {name} "
+                                  f"(its first keys: {', '.join(list(sd)[:3])}; {problems[0]}): name its own "
+                                  "architecture with --backbone (a timm name)")
         use = (
             f"--backbone {fit[0] or AUTO}" + (" (or auto)" if fit[0] else "")
             if fit
@@ -640,7 +661,7 @@ def _layers(self: TimmFeatures, x) -> list:
 # %% ../nbs/02a_backbones.ipynb #7314800e
 @patch
 def forward(self: TimmFeatures, x):
-    x = (x.float() - self.mean) / self.std
+    x = (x.to(self.mean.dtype) - self.mean) / self.std   # float32; bf16 when the model is cast
     parts = []
     for s in self.fs.scales:
         side = max(self.patch, round(x.shape[-1] * s / self.patch) * self.patch)
@@ -652,7 +673,7 @@ def forward(self: TimmFeatures, x):
 @patch
 def patch_tokens(self: TimmFeatures, x) -> tuple: # ((B, h*w, D) tokens, (h, w))
     "The final layer's patch tokens (normed, row-major) of uint8 tiles: the locations of a density head."
-    x = (x.float() - self.mean) / self.std
+    x = (x.to(self.mean.dtype) - self.mean) / self.std   # float32; bf16 when the model is cast
     m = self.model
     if self.vit:
         tok = m.forward_intermediates(
@@ -677,7 +698,10 @@ def feature_dim(fx, size) -> int:
 
 # %% ../nbs/02a_backbones.ipynb #2b6e982e
 def fit_to_model(sd, model) -> dict:
-    "Fold the class token's position into it where timm keeps none (DINOv2-reg), and resample a learned grid."
+    """Fold the class token's position into it where timm keeps none (DINOv2-reg), resample a learned grid, and give
+    BatchNorm the step counters a file may leave out (they are not learned)."""
+    own = model.state_dict()
+    sd = {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked") and k not in sd}, **sd}
     pe = getattr(model, "pos_embed", None)
     if pe is None or "pos_embed" not in sd: return sd
     sd, v = dict(sd), sd["pos_embed"]

@@ -5,12 +5,12 @@ stage configs' fields, with the same names, defaults, choices and help."""
 
 # %% ../nbs/08_cli.ipynb #2a85b819
 from __future__ import annotations
-import argparse, dataclasses, errno, functools, inspect, json, sys
+import argparse, contextlib, dataclasses, errno, functools, inspect, json, os, sys
 from pathlib import Path
 from .config import field_choices
 
 # %% auto #0
-__all__ = ['COMMANDS', 'DESCRIPTION', 'add_args', 'validate', 'folds', 'merge_stores_command', 'ensemble',
+__all__ = ['COMMANDS', 'DESCRIPTION', 'OUTPUT_OPTIONS', 'add_args', 'validate', 'folds', 'merge_stores_command', 'ensemble',
            'train_ensemble_command', 'make_parser', 'parser_spec', 'spec_file', 'fast_parser', 'write_cli_spec',
            'current_flags', 'main']
 
@@ -82,7 +82,7 @@ def validate(data_dir, # folder holding train.csv (and optionally test.csv) with
 # %% ../nbs/08_cli.ipynb #e2107291
 def folds(data_dir, # folder holding train.csv
           out="folds.csv", # CSV to write: image_id,date,State,fold
-          n_splits=5, # number of folds
+          folds=5, # number of folds (the --folds of every stage)
           seed=0, # shuffling seed
           overwrite=False, # replace an existing `out`
          ):
@@ -91,7 +91,7 @@ def folds(data_dir, # folder holding train.csv
     from image2biomass import data as _data
     out = check_output(out, [Path(data_dir) / "train.csv"], overwrite)
     train = _data.read_train(Path(data_dir) / "train.csv")
-    train["fold"] = _data.make_folds(train, n_splits, seed)
+    train["fold"] = _data.make_folds(train, folds, seed)
     write_csv(train[["image_id", "date", "State", "fold"]], out)
     print(
         f"wrote {out}: " + ", ".join(f"fold {k}: {n} images" for k, n in train.fold.value_counts().sort_index().items())
@@ -316,6 +316,14 @@ def _options(parser, argv) -> set|None:
     cmd = next((a for a in argv if isinstance(a, str) and a in sub.choices), None)
     return None if cmd is None else set(sub.choices[cmd]._option_string_actions)
 
+OUTPUT_OPTIONS = ("out", "detail", "maps", "out_dir")   # the options that name what a command writes
+
+def _outputs_locked(args: dict):
+    "Every output the command names, locked for its run (under torchrun by rank 0 alone: the ranks write one output)."
+    from image2biomass.files import output_lock
+    if os.environ.get("RANK", "0") != "0": return contextlib.nullcontext()
+    return output_lock(*(args.get(k) for k in OUTPUT_OPTIONS))
+
 def main(argv=None) -> int:
     "Entry point of the `image2biomass` console script; expected errors print one clear line and exit 2."
     parser, argv = fast_parser(), sys.argv[1:] if argv is None else list(argv)
@@ -323,7 +331,8 @@ def main(argv=None) -> int:
     except ValueError as e: print(f"image2biomass: error: {e}", file=sys.stderr); return 2
     args = vars(parser.parse_args(argv))
     name = args.pop("command"); fn = args.pop("_fn", None) or _resolve(name)[0]   # the stage is imported only now
-    try: fn(**args)
+    try:
+        with _outputs_locked(args): fn(**args)
     except KeyboardInterrupt:
         print("image2biomass: interrupted; rerun the same command to continue where it is resumable", file=sys.stderr)
         return 130

@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal, get_args, get_origin, get_type_
 __all__ = ['Head', 'Loss', 'Layout', 'Views', 'Device', 'RENAMED', 'RENAMED_VALUES', 'MAX_PIXELS', 'ConfigError', 'flag',
            'field_choices', 'Form', 'listed', 'bounds_of', 'check_config', 'renamed_line', 'renamed', 'moved', 'Config',
            'ImageOptions', 'BackboneOptions', 'LayoutOptions', 'HeadOptions', 'PseudoOptions', 'CVOptions',
-           'RuntimeOptions', 'OutputOptions', 'field_docs']
+           'RuntimeOptions', 'CompileOptions', 'OutputOptions', 'field_docs']
 
 # %% ../nbs/00b_config.ipynb #2bb93f12
 class ConfigError(ValueError):
@@ -46,18 +46,20 @@ def listed(choices) -> Form:
     return Form(f"({one})(,({one}))*", f"give a comma-separated list of {list(get_args(choices))}")
 
 # %% ../nbs/00b_config.ipynb #a5d51d12
-def _check(name, v, t, bounds):
-    "The value, checked (a path given for a text option becomes its string)."
+def _check(name, v, t, bounds, none_ok=True):
+    "The value, checked (a path given for a text option becomes its string); None only where the option allows it."
     if get_origin(t) is Annotated:                          # text of a given form, e.g. `Device`
         t, form = get_args(t)
-        v = _check(name, v, t, bounds)
+        v = _check(name, v, t, bounds, none_ok)
         if v is None and form.none: return v
         if v is None or not re.fullmatch(form.regex, v): raise ConfigError(f"{flag(name)} {v!r}: {form.says}")
         return v
     if get_origin(t) is Literal:
         if v not in get_args(t): raise ConfigError(f"{flag(name)} {v!r}: choose one of {list(get_args(t))}")
         return v
-    if v is None: return v
+    if v is None:
+        if none_ok or t is None or type(None) in get_args(t): return v
+        raise ConfigError(f"{flag(name)} None: give a value (the option takes {getattr(t, '__name__', t)})")
     if t is str and isinstance(v, os.PathLike): v = os.fspath(v)
     if t is tuple:                                          # lists of paths (runs): a tuple of strings
         v = (v,) if isinstance(v, (str, os.PathLike)) else v
@@ -83,7 +85,8 @@ def check_config(cfg):
     "Check every field of a config dataclass against its type, `Literal` choices, `Form` and `bounds`; returns it."
     hints = get_type_hints(type(cfg), include_extras=True)
     for f in dataclasses.fields(cfg):
-        setattr(cfg, f.name, _check(f.name, getattr(cfg, f.name), hints.get(f.name), bounds_of(type(cfg))))
+        setattr(cfg, f.name, _check(f.name, getattr(cfg, f.name), hints.get(f.name), bounds_of(type(cfg)),
+                                    none_ok=f.default is None))
     return cfg
 
 # %% ../nbs/00b_config.ipynb #60cac955
@@ -210,9 +213,16 @@ class RuntimeOptions(Config):
     bounds: ClassVar[dict] = dict(workers=(-1, None))
 
 @dataclasses.dataclass(kw_only=True)
+class CompileOptions(Config):
+    "How the backbone runs."
+    compile: bool = False  # torch.compile the backbone (CUDA: a minute or more of compiling, then faster batches)
+
+@dataclasses.dataclass(kw_only=True)
 class OutputOptions(Config):
     "What a stage does with what it writes."
-    overwrite: bool = False  # replace an existing output (kept until the new one is complete)
+    # replace what this command writes if it exists: --out, and --detail and --maps where the command has them, each
+    # only by its own new version once that is complete (never files image2biomass did not make)
+    overwrite: bool = False
     progress: bool = True  # progress bars and a summary line
 
 # %% ../nbs/00b_config.ipynb #e2ac9eca

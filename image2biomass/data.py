@@ -13,8 +13,9 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
 # %% auto #0
 __all__ = ['TARGETS', 'WEIGHTS', 'TARGET_WEIGHTS', 'TRAIN_COLUMNS', 'TEST_COLUMNS', 'META', 'STATE_SHARE', 'SPECIES', 'DataError',
            'ImageError', 'read_train', 'read_pseudo_labels', 'find_real_csvs', 'read_test', 'to_submission',
-           'weighted_r2', 'r2_breakdown', 'mass_balance', 'make_folds', 'open_image', 'load_image', 'render_pasture',
-           'make_synthetic_dataset', 'read_labels', 'summarize', 'describe_dataset', 'plot_overview']
+           'weighted_r2', 'r2_breakdown', 'r2_metrics', 'check_learnable', 'mass_balance', 'make_folds', 'open_image',
+           'load_image', 'render_pasture', 'make_synthetic_dataset', 'read_labels', 'summarize', 'describe_dataset',
+           'plot_overview']
 
 # %% ../nbs/00_data.ipynb #c2ec9a42
 TARGETS = ["Dry_Clover_g", "Dry_Dead_g", "Dry_Green_g", "Dry_Total_g", "GDM_g"]  # submission order
@@ -45,7 +46,11 @@ def _read_csv(csv, columns, what) -> pd.DataFrame:
     "Read `csv` as strings, checking that `columns` are present."
     csv = Path(csv)
     if not csv.is_file():
-        raise DataError(f"{what} CSV not found: {csv}. Pass the path of the competition's {csv.name or what + '.csv'}.")
+        name = {"train": "train.csv", "test": "test.csv"}.get(what)
+        if csv.is_dir():   # a data folder given where its CSV is asked for
+            raise DataError(f"{csv} is a folder; pass the path of the {what} CSV in it"
+                            + (f" (e.g. {csv / name})" if name else ""))
+        raise DataError(f"{what} CSV not found: {csv}. Pass the path of the competition's {name or what + ' CSV'}.")
     try:
         df = pd.read_csv(csv, dtype=str, keep_default_na=False)
     except Exception as e:
@@ -53,6 +58,8 @@ def _read_csv(csv, columns, what) -> pd.DataFrame:
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in columns if c not in df.columns]
     if missing: raise DataError(f"{csv}: missing column(s) {missing}; expected {columns}, found {list(df.columns)}.")
+    if len(blank := df.index[(df[columns] == "").all(axis=1)]):   # `,,` lines: no path to blame the data folder for
+        raise DataError(f"{csv}: {_lines(df, blank)} empty (only commas): delete them")
     if len(df) == 0: raise DataError(f"{csv}: has a header but no rows.")
     return df
 
@@ -244,6 +251,23 @@ def r2_breakdown(y_true, y_pred) -> pd.DataFrame:
     rows["weighted"] = dict(weight=1.0, r2=weighted_r2(yt, yp), rmse=float("nan"), error_share=1.0)
     return pd.DataFrame(rows).T
 
+def r2_metrics(bd: pd.DataFrame, # from `r2_breakdown`
+              ) -> dict: # per_target_r2 (an undefined one: None, JSON's null), and notes saying why
+    "Per-target R² for a run's metrics.json: a constant target's R² is undefined, written null with a note."
+    bad = [t for t in TARGETS if not np.isfinite(bd.loc[t, "r2"])]
+    out = dict(per_target_r2={t: None if t in bad else round(float(bd.loc[t, "r2"]), 5) for t in TARGETS})
+    if bad: out["notes"] = [f"{t} has one value for every photo: its R² is undefined (null)" for t in bad]
+    return out
+
+def check_learnable(df, # per-image training frame with the `TARGETS` columns
+                    source, # where it came from, for the message (its train.csv)
+                   ):
+    "Refuse training data with nothing to learn: every target one value for every photo (R² is undefined)."
+    y = df[list(TARGETS)].to_numpy(float)
+    if len(y) and np.all(np.nanmax(y, 0) == np.nanmin(y, 0)):
+        raise DataError(f"{source}: every target has a single value across all {len(y)} photos (e.g. all 0), so there "
+                        "is nothing to learn and R² is undefined; check the file's target column")
+
 # %% ../nbs/00_data.ipynb #35f6291c
 def mass_balance(df, # per-image frame with the `TARGETS` columns (e.g. from `read_train`)
                  tol=0.05, # grams; residuals larger than this are reported
@@ -263,18 +287,24 @@ def make_folds(df, # per-image frame with `date` and `State` (from `read_train`)
     from sklearn.model_selection import StratifiedGroupKFold
     groups = pd.Series(df["date"]).astype(str).to_numpy()
     n_groups = len(np.unique(groups))
-    if n_splits < 2: raise ValueError(f"n_splits must be >= 2, got {n_splits}")
+    if n_splits < 2: raise ValueError(f"--folds {n_splits}: cross-validation needs at least 2 folds")
+    if n_groups < 2:
+        raise ValueError(f"all {len(df)} photos are of one sampling date: folds are grouped by date (no date in two "
+                         "folds), so cross-validation needs photos of at least 2 dates")
     if n_groups < n_splits:
-        raise ValueError(
-            f"only {n_groups} distinct sampling dates for {n_splits} folds: folds are grouped by date, so use "
-            f"n_splits <= {n_groups} (or add images from more dates)"
-        )
+        raise ValueError(f"only {n_groups} distinct sampling dates for {n_splits} folds: folds are grouped by date, "
+                         f"so use --folds {n_groups} or fewer (or add photos of more dates)")
     folds = np.full(len(df), -1)
     with warnings.catch_warnings():  # sklearn warns when a state has fewer members than folds; grouping still holds
         warnings.simplefilter("ignore", UserWarning)
         cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        for k, (_, va) in enumerate(cv.split(np.zeros(len(df)), pd.Series(df["State"]).to_numpy(), groups)):
-            folds[va] = k
+        try: parts = list(cv.split(np.zeros(len(df)), pd.Series(df["State"]).to_numpy(), groups))
+        except ValueError:   # sklearn's "n_splits=K cannot be greater than the number of members in each class"
+            most = int(pd.Series(df["State"]).value_counts().max())
+            raise ValueError(f"{len(df)} photos cannot make {n_splits} folds stratified by State (no State has "
+                             f"{n_splits} photos): " + (f"use --folds {most} or fewer, or add photos" if most >= 2
+                                                        else "add photos")) from None
+        for k, (_, va) in enumerate(parts): folds[va] = k
     per_date = pd.Series(folds).groupby(groups).nunique()
     assert (per_date == 1).all() and (folds >= 0).all(), "a sampling date landed in two folds"
     return folds

@@ -41,6 +41,10 @@ def load_oofs(runs) -> tuple: # (image_ids, folds, y (n, 5), P (runs, n, 5))
                 f"{r} used other folds than {runs[0]}: run both with the same --folds and --seed, or the blend weights "
                 "would be fit on leaked predictions"
             )
+        if not np.allclose(f.loc[ids, TARGETS].to_numpy(float), frames[0][TARGETS].to_numpy(float), rtol=1e-4,
+                           atol=1e-3, equal_nan=True):
+            raise EnsembleError(f"{r} was trained on other labels for the same images than {runs[0]} (its oof.csv's "
+                                "true grams differ): blend runs of the same train.csv")
     y = frames[0][TARGETS].to_numpy(float)
     P = np.stack([f.loc[ids, [f"pred_{t}" for t in TARGETS]].to_numpy(float) for f in frames])
     return list(ids), frames[0]["fold"].to_numpy(), y, P

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02c_extract.ipynb #7b893996
 from __future__ import annotations
-import collections, dataclasses, hashlib, json, os, sys, time, warnings
+import collections, contextlib, dataclasses, hashlib, json, os, sys, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, torch
@@ -12,24 +12,26 @@ from PIL import Image, UnidentifiedImageError
 from . import __version__
 from typing import ClassVar, Literal
 from .config import Config, ConfigError, Views
-from .config import OutputOptions, RuntimeOptions, ImageOptions, BackboneOptions, LayoutOptions
+from .config import OutputOptions, CompileOptions, RuntimeOptions, ImageOptions, BackboneOptions, LayoutOptions
 from .files import check_output
-from .runtime import resolve_device, autocast, Dist, set_threads, loader_workers
+from .runtime import resolve_device, prepare_device, autocast, Dist, set_threads, loader_workers
 from .data import read_train, read_test, load_image, open_image, ImageError, MAX_PIXELS
 from .tiling import layout_boxes, crop_tiles, d4_tensor, view_indices, LAYOUTS
 from .clean import clean_image, CLEAN
 from .backbones import (load_backbone, feature_names, describe_backbone, parse_feature, VEGETATION,
                                      sha256_file, check_input)
-from .store import (open_store_for_writing, merge_stores, compress_store, FeatureStore, StoreError)
+from .store import (open_store_for_writing, merge_stores, compress_store, FeatureStore, StoreError,
+                                 _read_meta)
 from .files import partial_path
 
 # %% auto #0
 __all__ = ['LAST_RUN', 'ExtractConfig', 'image_size', 'list_images', 'TileDataset', 'TileBatcher', 'shard_path', 'images_digest',
-           'fingerprint', 'extract']
+           'fingerprint', 'files_stamp', 'extract']
 
 # %% ../nbs/02c_extract.ipynb #b17e8cb9
 @dataclass(kw_only=True)
-class ExtractConfig(OutputOptions, RuntimeOptions, LayoutOptions, BackboneOptions, ImageOptions):  # groups: see config
+class ExtractConfig(OutputOptions, CompileOptions, RuntimeOptions, LayoutOptions, BackboneOptions,
+                    ImageOptions):  # groups: see config
     "Settings of a feature extraction: its own options and those of the groups it is built from."
     # short name (dinov2_base, dinov3_large, ...), any timm name, auto (from the weights), or vegetation
     backbone: str = VEGETATION
@@ -43,6 +45,8 @@ class ExtractConfig(OutputOptions, RuntimeOptions, LayoutOptions, BackboneOption
     views: Views = "none"  # transformed copies of each tile, stored as a views axis
     batch_size: int = 0  # tiles per forward pass, packed across images; 0 = 16 on CPU (measured fastest), 64 on CUDA
     dtype: Literal["float16", "float32"] = "float16"  # stored feature type
+    # CUDA: bf16 autocast (float32 norms and residuals), or the whole model cast to bf16 (faster; bf16 rounding)
+    precision: Literal["autocast", "bf16"] = "autocast"
     compression: Literal["none", "lzf"] = "none"  # applied once the store is complete
     on_error: Literal["stop", "skip"] = "stop"  # what to do with an unreadable (or oversized) image
     shard: str = ""  # i/N: extract only images j with j % N == i (set automatically under torchrun)
@@ -225,10 +229,33 @@ def fingerprint(cfg: ExtractConfig, # the extraction's settings
         n_images=len(image_ids),
     )
     if shard: fp["shard"] = shard
+    if cfg.precision != "autocast": fp["precision"] = cfg.precision   # stores made before the option: as they were
     return fp
 
 # %% ../nbs/02c_extract.ipynb #3431c0cc
 LAST_RUN = {}  # timing of the last extraction loop in this process (images, tiles, seconds, tiles_per_s, device)
+
+# options that do not change what a store holds (the rest, with the files' sizes and times, make its stamp)
+_UNSTAMPED = {"out", "overwrite", "progress", "workers", "device", "batch_size", "commit_every", "shard", "compile"}
+
+def files_stamp(cfg: ExtractConfig, # the extraction's settings
+                paths, # every image of the split
+               ) -> str:
+    """The settings with the size and modification time of every image and of the weights: an equal stamp means the
+    same extraction, known without building the model or reading a byte of the images (as git's index knows)."""
+    def stat(p):
+        try: s = os.stat(p); return [str(p), s.st_size, s.st_mtime_ns]
+        except OSError as e: return [str(p), type(e).__name__]
+    w = Path(cfg.weights) if cfg.weights else None
+    files = [*paths, *((sorted(w.rglob("*")) if w.is_dir() else [w]) if w else [])]
+    conf = {k: v for k, v in asdict(cfg).items() if k not in _UNSTAMPED}
+    return hashlib.sha256(json.dumps([conf, __version__, [stat(p) for p in files]], default=str).encode()).hexdigest()
+
+def _finished(cfg: ExtractConfig, out) -> bool:
+    "Whether `out` is a complete store of this very extraction by its stamp: checked before any model is built."
+    try: meta = _read_meta(out) if Path(out).is_file() else None
+    except StoreError: return False
+    return bool(meta and meta["complete"] and meta["stamp"] == files_stamp(cfg, list_images(cfg)[1]))
 
 def _merged_is(path, fp) -> bool:
     "Whether `path` is a complete store of the extraction whose shard `fp` this is (torchrun merged it earlier)."
@@ -238,7 +265,7 @@ def _merged_is(path, fp) -> bool:
 def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) -> Path|None:
     "Extract shard k of n (all images when n == 1) into `out`; None when `merged` already holds this very extraction."
     from image2biomass.files import progress
-    device = device or resolve_device(cfg.device)
+    device = prepare_device(device or resolve_device(cfg.device))   # --shard i/N runs without Dist: set up here too
     cfg = dataclasses.replace(cfg, workers=loader_workers(cfg.workers, device)); set_threads(cfg.workers)
     all_ids, all_paths = list_images(cfg)
     sel = list(range(k, len(all_ids), n))
@@ -262,11 +289,10 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
     size = info["input_size"]
     if cfg.progress: print(describe_backbone(info))
     fx = fx.to(device).eval()
-    if device.type == "cuda":   # cuda:K (--shard i/N --device cuda:K): K is the current device for every stream used
-        if device.index is not None: torch.cuda.set_device(device)
-        fx = fx.to(memory_format=torch.channels_last)
+    if device.type == "cuda": fx = fx.to(memory_format=torch.channels_last)
     views = view_indices(cfg.views)
     names = check_input(fx, size, cfg.backbone)   # on its device: one tile, a size it cannot take is one line
+    if cfg.compile: fx.compile()   # in place, after the one-tile check: one graph for the fixed batch shape
     dim = sum(w for _, w in names)
     fp = fingerprint(cfg, info, all_ids, f"{k}/{n}" if n > 1 else "", all_paths)
     if merged is not None and _merged_is(merged, fp): return None   # a torchrun rerun after the shards were merged
@@ -275,8 +301,10 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
     if w is None:
         if cfg.progress: print(f"{out} is already complete ({len(ids)} images); nothing to do")
         return Path(out)
+    w.stamp = files_stamp(cfg, all_paths)
     start = w.next
     amp = autocast(device)
+    if cfg.precision == "bf16" and device.type == "cuda": fx, amp = fx.to(torch.bfloat16), contextlib.nullcontext()
 
     invariant = cfg.backbone == VEGETATION   # its statistics are D4-invariant: one pass, replicated across views
     def run(x):
@@ -341,6 +369,11 @@ def extract(cfg: ExtractConfig = None, **kwargs) -> Path:
     if cfg.shard:
         k, n = _parse_shard(cfg.shard)
         return _extract_one(cfg, shard_path(out, k, n), k, n)
+    if _finished(cfg, out):   # every process of a torchrun rerun knows it alike, before a model or an image is read
+        n = int(os.environ.get("WORLD_SIZE", 1))
+        if cfg.progress and int(os.environ.get("RANK", 0)) == 0:
+            print(f"{out} is already complete{f' (merged from {n} shards)' if n > 1 else ''}; nothing to do")
+        return out
     with Dist(cfg.device) as d:
         if d.world == 1:
             _extract_one(cfg, out, device=d.device)

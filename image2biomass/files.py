@@ -5,15 +5,15 @@ kill, a full disk or a crash leaves the old file or the new one, never a torn on
 
 # %% ../nbs/00a_files.ipynb #b99b90ee
 from __future__ import annotations
-import contextlib, errno, json, os, signal, sys, tempfile, time
+import contextlib, errno, hashlib, json, os, signal, sys, tempfile, time
 from pathlib import Path
 from .config import moved
 
 # %% auto #0
 __all__ = ['fsync_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'tensors_sha256', 'save_tensors', 'save_figure',
            'OutputError', 'os_error_message', 'check_space', 'check_writable', 'partial_path', 'check_output',
-           'ResumeStateError', 'save_resume_state', 'load_tensors', 'load_resume_state', 'ResumeStateWriter', 'LogLine',
-           'progress']
+           'lock_file', 'unlock', 'lock_path', 'output_lock', 'ResumeStateError', 'save_resume_state', 'load_tensors',
+           'load_resume_state', 'ResumeStateWriter', 'LogLine', 'progress']
 
 # %% ../nbs/00a_files.ipynb #ffa206b6
 _WRITES = [0]
@@ -62,9 +62,16 @@ def write_text(path, text):
     with atomic_path(path) as tmp: tmp.write_text(text)
     return Path(path)
 
+def _strict(x):
+    "NaN and infinities as null: strict JSON parsers refuse the bare NaN Python writes (an undefined R², say)."
+    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))): return None
+    if isinstance(x, dict): return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [_strict(v) for v in x]
+    return x
+
 def write_json(path, obj):
-    "Write JSON (indented) atomically."
-    return write_text(path, json.dumps(obj, indent=2) + "\n")
+    "Write strict JSON (indented; NaN and infinities as null) atomically."
+    return write_text(path, json.dumps(_strict(obj), indent=2, allow_nan=False) + "\n")
 
 def write_csv(df, path):
     "Write a DataFrame as CSV (no index) atomically."
@@ -171,6 +178,66 @@ def check_output(out, # the file to write
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or choose another {flag}")
     return out
 
+# %% ../nbs/00a_files.ipynb #12101deb
+_LOCKS = set()   # the lock descriptors this process holds
+
+def _drop_inherited_locks():
+    "In a forked child (a loader worker): close the parent's lock descriptors, so that they die with the parent."
+    for fd in list(_LOCKS):
+        with contextlib.suppress(OSError): os.close(fd)
+    _LOCKS.clear()
+
+if hasattr(os, "register_at_fork"): os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+def lock_file(path, # the file to lock (a store's partial file; or a lock file, created if missing)
+              says, # what the holder is doing, for the message: "is being written"
+              pid=False, # a lock file of its own: write this process's id into it, for the next one's message
+             ) -> int|None: # the descriptor holding the lock (None where there are no advisory locks)
+    "An exclusive advisory lock (the kernel releases it when the process dies); OutputError if another process has it."
+    try: import fcntl
+    except ImportError: return None                                   # Windows: no advisory locks
+    fd = os.open(path, (os.O_RDWR | os.O_CREAT) if pid else os.O_RDONLY, 0o644)
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() if pid else ""
+        os.close(fd)
+        raise OutputError(f"{path} {says} by another process{f' (pid {holder})' if holder.isdigit() else ''}; wait "
+                          "for it to finish, or choose another output") from None
+    if pid: os.ftruncate(fd, 0); os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _LOCKS.add(fd); return fd
+
+def unlock(fd):
+    if fd is not None:
+        _LOCKS.discard(fd)
+        with contextlib.suppress(OSError): os.close(fd)
+
+# %% ../nbs/00a_files.ipynb #64b1593a
+def lock_path(out) -> Path:
+    """Where the lock of output `out` lives: a folder of locks in the system's temporary folder (one per output's
+    absolute path), so that taking it writes nothing beside the output (a data folder, a read-only input)."""
+    d = Path(tempfile.gettempdir()) / "image2biomass-locks"
+    if not d.is_dir():
+        d.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError): d.chmod(0o1777)   # shared like /tmp: every user's locks, none removable
+    key = hashlib.sha256(str(Path(out).absolute()).encode()).hexdigest()[:32]
+    return d / f"{key}.lock"
+
+@contextlib.contextmanager
+def output_lock(*outs, # the outputs a command writes (files or folders; empty ones are skipped)
+               ):
+    "Hold the lock of each output for the block (`lock_path`): one writer per output, across processes."
+    fds = []
+    try:
+        for o in sorted({Path(o).absolute() for o in outs if o}):
+            try: fds.append(lock_file(lock_path(o), "is being written", pid=True))
+            except OutputError as e:
+                who = str(e).partition("another process")[2].partition(";")[0]
+                raise OutputError(f"{o} is being written by another process{who}; wait for it to finish, or choose "
+                                  "another output") from None
+        yield
+    finally:
+        for fd in fds: unlock(fd)
+
 # %% ../nbs/00a_files.ipynb #77408775
 def _flatten(obj, key, tensors):
     "obj -> JSON-able skeleton; tensors (and numpy arrays) moved into `tensors` under dotted keys."
@@ -238,23 +305,36 @@ def load_resume_state(path) -> dict:
     return _unflatten(json.loads(meta["image2biomass_state"]), tensors)
 
 # %% ../nbs/00a_files.ipynb #42461e73
-def _to_cpu(x):
-    "A copy of nested state on the CPU (tensors cloned: training keeps changing the originals)."
+def _to_host(x, pool: dict, key="s"):
+    """A host copy of nested state (training keeps changing the originals): GPU tensors copied without waiting into
+    pinned buffers `pool` keeps from one write to the next, CPU tensors cloned."""
     import copy, torch
-    if torch.is_tensor(x): return x.detach().to("cpu", copy=True)
-    if isinstance(x, dict): return {k: _to_cpu(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return type(x)(_to_cpu(v) for v in x)
+    if torch.is_tensor(x):
+        if not x.is_cuda: return x.detach().to("cpu", copy=True)
+        b = pool.get(key)
+        if b is None or b.shape != x.shape or b.dtype != x.dtype:
+            b = pool[key] = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+        return b.copy_(x.detach(), non_blocking=True)
+    if isinstance(x, dict): return {k: _to_host(v, pool, f"{key}.{k}") for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return type(x)(_to_host(v, pool, f"{key}.{i}") for i, v in enumerate(x))
     return copy.deepcopy(x)
 
 class ResumeStateWriter:
     "`save_resume_state` on a background thread: one pending write at most; errors surface at the next `write`/`wait`."
-    def __init__(self, background=True): self.thread, self.error, self.background = None, None, background
+    def __init__(self, background=True):
+        self.thread, self.error, self.background, self.pool = None, None, background, {}
     def write(self, state, path):
+        "Queue the copy of `state` (GPU: into reused pinned buffers, not waited for) and write it on the thread."
+        import torch
         self.wait()
         if not self.background: return save_resume_state(state, path)   # a CPU copy costs what the write does
-        snap = _to_cpu(state)
+        snap = _to_host(state, self.pool)
+        ev = torch.cuda.Event() if torch.cuda.is_available() and self.pool else None
+        if ev is not None: ev.record()                       # the copies queued on this stream, after the step
         def run():
-            try: save_resume_state(snap, path)
+            try:
+                if ev is not None: ev.synchronize()
+                save_resume_state(snap, path)
             except BaseException as e: self.error = e
         import threading
         self.thread = threading.Thread(target=run, name="image2biomass-state"); self.thread.start()

@@ -6,17 +6,19 @@ pickle-free resumable checkpoints and multi-GPU under torchrun."""
 
 # %% ../nbs/05b_finetune.ipynb #80e79241
 from __future__ import annotations
-import contextlib, copy, dataclasses, importlib.util, json, math, os, random, re, time, warnings
+import contextlib, copy, dataclasses, importlib.util, itertools, json, math, os, random, re, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, get_args
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from .config import Config, ConfigError, renamed, Head, Layout, listed
-from .config import (OutputOptions, RuntimeOptions, ImageOptions, BackboneOptions, LayoutOptions,
+from .config import (OutputOptions, CompileOptions, RuntimeOptions, ImageOptions, BackboneOptions, LayoutOptions,
                                   HeadOptions, PseudoOptions, CVOptions)
 from image2biomass.data import (
     TARGETS,
     read_train,
+    check_learnable,
+    r2_metrics,
     load_image,
     make_folds,
     weighted_r2,
@@ -39,7 +41,7 @@ from image2biomass.runs import (
     read_fold,
     RunError,
 )
-from .runtime import Dist, autocast, amp_dtype, set_threads, loader_workers, usable_cores
+from .runtime import Dist, StepClock, autocast, amp_dtype, set_threads, loader_workers, usable_cores
 from .train_heads import plot_run, aux_targets, state_index, extra_metrics, AUX_NAMES
 from fastcore.basics import patch
 
@@ -47,7 +49,8 @@ from fastcore.basics import patch
 __all__ = ['LoraTarget', 'LORA_LAYERS', 'LoraOptions', 'UnfreezeOptions', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples',
            'ImageCache', 'cache_scale', 'build_image_cache', 'CropDataset', 'FinetuneModel', 'unit_names',
            'backbone_units', 'set_trainable', 'blocks_at', 'add_lora', 'merge_lora', 'build_model', 'trained_state',
-           'make_optimiser', 'memory_estimate', 'memory_plan', 'EpochSampler', 'train_fold', 'finetune']
+           'make_optimiser', 'saved_bytes', 'memory_estimate', 'device_room', 'memory_plan', 'EpochSampler',
+           'update_bn_stats', 'train_fold', 'finetune']
 
 # %% ../nbs/05b_finetune.ipynb #b0866c38
 LoraTarget = Literal["qkv", "proj", "mlp"]   # the layers of a block LoRA can adapt (see LORA_LAYERS)
@@ -72,7 +75,8 @@ class UnfreezeOptions(Config):
     bounds: ClassVar[dict] = dict(freeze_epochs=(0, None), train_blocks=(0, None), layer_decay=(0.01, 1))
 
 @dataclass(kw_only=True)
-class FinetuneConfig(OutputOptions, RuntimeOptions, UnfreezeOptions, LoraOptions, CVOptions, PseudoOptions,
+class FinetuneConfig(OutputOptions, CompileOptions, RuntimeOptions, UnfreezeOptions, LoraOptions, CVOptions,
+                     PseudoOptions,
                      HeadOptions, LayoutOptions, BackboneOptions, ImageOptions):   # groups last-first: see config
     "Settings of an end-to-end fine-tuning run: its own options and those of the groups it is built from."
     out: str = "runs/finetune"  # run folder (same layout as train-heads runs)
@@ -299,13 +303,16 @@ class FinetuneModel(nn.Module):
             else None
         )
         self.head = BiomassHead(D, **head_kwargs)
+        self.channels_last = False   # CNNs on CUDA: the crops in cuDNN's layout (set by `train_fold`)
 
     def forward(self, x, area=None):
         B, N = x.shape[:2]
+        x = x.flatten(0, 1)                                                   # (B*N, 3, S, S): the layout applies here
+        if self.channels_last: x = x.contiguous(memory_format=torch.channels_last)
         if self.density:
-            tok, _ = self.fx.patch_tokens(x.flatten(0, 1))                   # (B*N, h*w, D)
+            tok, _ = self.fx.patch_tokens(x)                                  # (B*N, h*w, D)
             return self.head(tok.reshape(B, -1, tok.shape[-1]), None, area)
-        t = self.fx(x.flatten(0, 1)).view(B, N * self.k, -1)
+        t = self.fx(x).view(B, N * self.k, -1)
         return self.head(self.fuse(t) if self.fuse is not None else t)
 
 # %% ../nbs/05b_finetune.ipynb #c7e5b399
@@ -439,7 +446,8 @@ def make_optimiser(model: FinetuneModel, # the fold's model
     for g in groups: g["lr"] = cfg.lr_backbone * g.pop("lr_scale", 1.0)
     head = [p for n, p in model.named_parameters() if not n.startswith("fx.")]
     groups = [g for g in groups if g["params"]] + [dict(params=head, lr=cfg.lr_head, weight_decay=cfg.weight_decay)]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr_head)
+    cuda = next(model.parameters()).is_cuda
+    opt = torch.optim.AdamW(groups, lr=cfg.lr_head, fused=True if cuda else None)   # CUDA: one kernel per step
     # t_initial >= 2: timm logs "Cosine annealing ... no effect" for a 1-step schedule
     sched = CosineLRScheduler(opt, t_initial=max(2, steps), warmup_t=int(steps * cfg.warmup),
                               warmup_prefix=True, warmup_lr_init=1e-8, lr_min=0.0, t_in_epochs=False)
@@ -450,33 +458,80 @@ def _crops(cfg: FinetuneConfig) -> int:
     "Crops per photo the backbone sees (grid: those of a 1000 x 2000 photo, the competition's size)."
     return {"full": 1, "halves": 2}.get(cfg.layout) or len(layout_boxes(1000, 2000, "grid", cfg.tile, cfg.stride))
 
-def memory_estimate(model: FinetuneModel, # the fold's model (its backbone may live on the meta device)
-                    cfg: FinetuneConfig, # batch size, layout, AMP, EMA, SWA
-                   ) -> dict: # GiB: weights (with gradients, moments, copies), activations without / with checkpointing
-    "Training memory of one process by the published counts (ViTs; activations None for other backbones)."
-    params = list(model.parameters())
-    train = sum(p.numel() for p in params if p.requires_grad); frozen = sum(p.numel() for p in params) - train
-    copies = (cfg.ema > 0) + (cfg.swa > 0)
-    w = (4 * (train + frozen) + 12 * train + 4 * copies * (train + frozen)) / 2**30
-    bb = model.fx.model
-    if not all(hasattr(bb, a) for a in ("blocks", "patch_embed", "num_prefix_tokens")):
-        return dict(weights=w, full=None, checkpointed=None)
-    s = (model.info["input_size"] // model.info["patch"]) ** 2 + bb.num_prefix_tokens
-    b, h, L, attn = cfg.batch_size * _crops(cfg), bb.num_features, len(bb.blocks), bb.blocks[0].attn
-    scores = 0 if getattr(attn, "fused_attn", False) else 5 * attn.num_heads * s / h   # SDPA keeps no s x s scores
-    per = s * b * h * (34 + scores) * (1 if amp_dtype(torch.device("cuda"), cfg.amp) else 2)  # float32: twice
-    return dict(weights=w, full=w + L * per / 2**30, checkpointed=w + (L * 2 * s * b * h + per) / 2**30)
+@contextlib.contextmanager
+def _most_trainable(model: FinetuneModel, cfg: FinetuneConfig):
+    "The model as it trains at its most unfrozen epoch of the run (LoRA: as it is), its flags restored after."
+    flags = [p.requires_grad for p in model.parameters()]
+    if not cfg.lora_rank:
+        ks = [blocks_at(cfg, e) for e in range(cfg.epochs)]
+        set_trainable(model.fx.model, None if None in ks else max(ks))
+    try: yield
+    finally:
+        for p, f in zip(model.parameters(), flags): p.requires_grad_(f)
+
+def saved_bytes(model: FinetuneModel, # the fold's model, on the device it trains on (or the meta device)
+                cfg: FinetuneConfig, # layout and AMP
+               ) -> int: # bytes autograd keeps for the backward pass of one photo (all its crops)
+    "Measured, not modelled: every tensor autograd saves in one photo's forward pass, each storage counted once."
+    devs, size = {p.device for p in model.parameters()}, model.info["input_size"]
+    dev = torch.device("meta") if torch.device("meta") in devs else devs.pop()
+    if dev.type == "meta": model.to(dev)   # built under `torch.device("meta")`: the head and constant buffers too
+    key = lambda t: t.untyped_storage()._cdata   # one storage, however many views of it are saved
+    own, seen = {key(p) for p in model.parameters()}, {}
+    def pack(t):
+        if key(t) not in own: seen[key(t)] = t.untyped_storage().nbytes()
+        return t
+    x = torch.zeros((1, _crops(cfg), 3, size, size), dtype=torch.uint8, device=dev)
+    area = torch.ones((1, _crops(cfg) * model.grid**2), device=dev) if model.grid else None
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad(), autocast(dev, cfg.amp):
+        with torch.device(dev) if dev.type == "meta" else contextlib.nullcontext(): model(x, area)
+    return sum(seen.values())
+
+def memory_estimate(model: FinetuneModel, # the fold's model, on its device (the meta device: shapes only, float32)
+                    cfg: FinetuneConfig, # batch size, layout, AMP, EMA, SWA, the unfreezing schedule
+                   ) -> dict: # GiB: weights (gradients, moments, copies); with activations without / with checkpointing
+    "Training memory of one process at the run's most unfrozen epoch, the activations measured by `saved_bytes`."
+    bb = model.fx.model; ck_was = getattr(bb, "grad_checkpointing", False)
+    with _most_trainable(model, cfg):
+        params = list(model.parameters())
+        train = sum(p.numel() for p in params if p.requires_grad); total = sum(p.numel() for p in params)
+        bb.set_grad_checkpointing(False); full = saved_bytes(model, cfg) * cfg.batch_size / 2**30
+        bb.set_grad_checkpointing(True)   # stored unit inputs, and one unit recomputed at a time
+        ck = saved_bytes(model, cfg) * cfg.batch_size / 2**30 + full / len(backbone_units(bb))
+        bb.set_grad_checkpointing(ck_was)
+    w = (4 * total + 12 * train + 4 * ((cfg.ema > 0) + (cfg.swa > 0)) * total) / 2**30
+    return dict(weights=w, full=w + full, checkpointed=w + min(ck, full))
+
+def device_room(free, # bytes the driver reports free (`torch.cuda.mem_get_info`)
+                reserved, # bytes this process's caching allocator holds (`torch.cuda.memory_reserved`)
+                allocated, # bytes of it in use (`torch.cuda.memory_allocated`)
+                model_bytes, # bytes of the fold's model, already on the device and counted in the estimate
+               ) -> float: # GiB the fold may plan with
+    "Free memory for a fold: the driver's free, the allocator's cache (an earlier fold's, reused) and the model itself."
+    return (free + reserved - allocated + model_bytes) / 2**30
+
+def _agree(votes: list) -> bool:
+    "Every rank's (checkpointing?, refusal or None): one refusal stops every rank; checkpointing if any rank needs it."
+    if bad := [(r, e) for r, (_, e) in enumerate(votes) if e]:
+        raise ConfigError(f"rank {bad[0][0]} of {len(votes)}: {bad[0][1]}" if len(votes) > 1 else bad[0][1])
+    return any(on for on, _ in votes)
 
 def _plan_memory(model, cfg, d, fold):
-    "On a GPU: the estimate said, gradient checkpointing turned on where only it fits, a clear stop where nothing does."
+    "On a GPU: the estimate said, gradient checkpointing turned on where only it fits, a clear stop on every rank."
+    torch.cuda.empty_cache()
     est = memory_estimate(model, cfg)
-    free = (torch.cuda.mem_get_info(d.device)[0] + torch.cuda.memory_allocated(d.device)) / 2**30
-    on = memory_plan(est, free, cfg.grad_checkpointing)
-    if on and not cfg.grad_checkpointing: model.fx.model.set_grad_checkpointing(True)
-    if d.main and cfg.progress and est["full"] is not None:
+    mb = sum(t.nbytes for t in itertools.chain(model.parameters(), model.buffers()))
+    free = device_room(torch.cuda.mem_get_info(d.device)[0], torch.cuda.memory_reserved(d.device),
+                       torch.cuda.memory_allocated(d.device), mb)
+    try: vote = (memory_plan(est, free, cfg.grad_checkpointing), None)
+    except ConfigError as e: vote = (None, str(e))
+    on = _agree(d.gather(vote))
+    model.fx.model.set_grad_checkpointing(on)
+    if d.main and cfg.progress:
         print(f"fold {fold}: about {est['checkpointed' if on else 'full']:.1f} GiB of {free:.0f} GiB free"
               + (f"; gradient checkpointing turned on (without it: about {est['full']:.0f} GiB)"
                  if on and not cfg.grad_checkpointing else ""))
+    return est, free
 
 def memory_plan(est: dict, # from `memory_estimate`
                 free_gib: float, # free memory of the device
@@ -484,7 +539,6 @@ def memory_plan(est: dict, # from `memory_estimate`
                 headroom=0.85, # share of the free memory to plan with
                ) -> bool: # gradient checkpointing on?
     "Checkpointing as asked if it fits; on where only that fits; a ConfigError where nothing fits."
-    if est["full"] is None: return checkpointing
     room = headroom * free_gib
     if not checkpointing and est["full"] <= room: return False
     if est["checkpointed"] <= room: return True
@@ -500,7 +554,8 @@ def _rng_state() -> dict:
 def _set_rng_state(s):
     random.setstate((s["python"][0], tuple(s["python"][1]), s["python"][2])); np.random.set_state(s["numpy"])
     torch.set_rng_state(s["torch"])
-    if s.get("cuda") is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
+    if s.get("cuda") is not None and torch.cuda.is_available():   # resumed on fewer GPUs: theirs; on more: the rest new
+        for i, g in enumerate(s["cuda"][:torch.cuda.device_count()]): torch.cuda.set_rng_state(g, i)
 
 def _refuse_pickles(*folders):
     "Resume files of older versions were pickles: never load them."
@@ -538,9 +593,9 @@ def _train_loader(ds, cfg, d, fold):
                                        pin_memory=d.device.type == "cuda", persistent_workers=cfg.workers > 0)
 
 def _loader(ds, cfg, d):
-    "A validation loader (in order)."
+    "A validation loader (in order), made once per fold: its workers are kept between epochs."
     return torch.utils.data.DataLoader(ds, shuffle=False, batch_size=cfg.batch_size, num_workers=cfg.workers,
-                                       pin_memory=d.device.type == "cuda")
+                                       pin_memory=d.device.type == "cuda", persistent_workers=cfg.workers > 0)
 
 def _loss(model, o, b, cfg):
     w = b["w"][:, None].expand(-1, 5) if "w" in b else None
@@ -562,11 +617,22 @@ def _ddp(model, ds, cfg, d, k, cache: dict):
     if d.world == 1: return model
     if cache.get("k", -1) != k:
         cache.update(k=k, net=torch.nn.parallel.DistributedDataParallel(
-            model, find_unused_parameters=_has_unused(model, ds, cfg, d)))
+            model, device_ids=[d.device.index] if d.device.type == "cuda" else None,
+            find_unused_parameters=_has_unused(model, ds, cfg, d)))
     return cache["net"]
 
-def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, ddp=None, loader=None) -> float:
-    "One epoch over this process's share; returns the mean training loss over all processes."
+def _opt_step(model, cfg, opt, sched, scaler, ema, st):
+    "One optimiser step (gradients clipped if asked), the schedule's update and the EMA's."
+    if cfg.clip_grad > 0:
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], cfg.clip_grad)
+    scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)
+    st["step"] += 1; sched.step_update(st["step"])
+    if ema is not None: ema.update(model)
+
+def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, ddp=None, loader=None,
+                 clock=None) -> float:
+    "One epoch over this process's share; returns the mean training loss over all processes (`clock`: its timing)."
     torch.manual_seed(sample_seed(cfg.seed, fold, epoch, d.rank)); ds.epoch = epoch
     bb, k = model.fx.model, blocks_at(cfg, epoch)
     if not cfg.lora_rank: set_trainable(bb, k)
@@ -576,36 +642,28 @@ def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, dd
     net = _ddp(model, ds, cfg, d, k, {} if ddp is None else ddp)
     dl = loader if loader is not None else _train_loader(ds, cfg, d, fold)
     dl.sampler.set_epoch(epoch); tot, n = torch.zeros((), dtype=torch.float64, device=d.device), 0
-    opt.zero_grad(set_to_none=True)
-    for s, b in enumerate(dl):
-        b = {key: v.to(d.device, non_blocking=True) for key, v in b.items()}
-        if b["x"].dim() == 4 and getattr(model, "channels_last", False):
-            b["x"] = b["x"].contiguous(memory_format=torch.channels_last)
+    opt.zero_grad(set_to_none=True); clock = clock or StepClock(d.device); batches = iter(dl); clock.mark("epoch")
+    for s in range(len(dl)):
+        t = time.perf_counter(); b = next(batches); clock.waited(time.perf_counter() - t); clock.mark("start")
+        b = {key: v.to(d.device, non_blocking=True) for key, v in b.items()}; clock.mark("to_device")
         stepping = (s + 1) % cfg.accum == 0 or s + 1 == len(dl)
         # gradients are synchronised on the last micro-step only
         with net.no_sync() if d.world > 1 and not stepping else contextlib.nullcontext():
             with autocast(d.device, cfg.amp): l = _loss(model, net(b["x"], b.get("area")), b, cfg)
             scaler.scale(l / cfg.accum).backward()
-        if stepping:
-            if cfg.clip_grad > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], cfg.clip_grad)
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
-            st["step"] += 1
-            sched.step_update(st["step"])
-            if ema is not None: ema.update(model)
+        clock.mark("forward_backward")
+        if stepping: _opt_step(model, cfg, opt, sched, scaler, ema, st)
+        clock.mark("optimiser")
         tot += l.detach().double() * len(b["y"]); n += len(b["y"])   # summed on the device: no sync per step
     return d.sum(tot.item()) / max(1.0, d.sum(n))
 
 # %% ../nbs/05b_finetune.ipynb #457a231f
 @torch.no_grad()
-def _validate(model, ds, cfg, d, n) -> dict:
+def _validate(model, ds, cfg, d, n, loader=None) -> dict:
     "Predictions of this process's share of the validation images, gathered across processes in image order."
     model.eval(); outs = []
     with autocast(d.device, cfg.amp):
-        for b in _loader(ds, cfg, d):
+        for b in loader if loader is not None else _loader(ds, cfg, d):
             o = model(b["x"].to(d.device), b["area"].to(d.device) if "area" in b else None)
             outs.append(
                 {k: o[k].float().cpu() for k in ("pred", "bins", "state") if torch.is_tensor(o.get(k)) and o[k].numel()}
@@ -618,6 +676,23 @@ def _validate(model, ds, cfg, d, n) -> dict:
     if "bins" in full: res["bins"] = full["bins"].argmax(-1)
     if "state" in full: res["state_prob"] = torch.softmax(torch.from_numpy(full["state"]), -1).numpy()
     return res
+
+@torch.no_grad()
+def update_bn_stats(model: nn.Module, # the averaged (SWA) model
+                    loader, # the fold's training loader
+                    d: Dist, # the device
+                    cfg: FinetuneConfig, # AMP
+                   ) -> bool: # whether the model has BatchNorm layers (and they were updated)
+    "BatchNorm statistics recomputed for averaged weights over the training photos (`swa_utils.update_bn`'s recipe)."
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns: return False
+    momenta, was = [m.momentum for m in bns], model.training
+    for m in bns: m.reset_running_stats(); m.momentum = None   # a cumulative mean over every batch
+    model.train()
+    with autocast(d.device, cfg.amp):
+        for b in loader: model(b["x"].to(d.device, non_blocking=True), b["area"].to(d.device) if "area" in b else None)
+    for m, mom in zip(bns, momenta): m.momentum = mom
+    model.train(was); return True
 
 # %% ../nbs/05b_finetune.ipynb #ad27cb72
 def _fold_parts(cfg, s: Samples, tr, va, extra) -> tuple:
@@ -697,6 +772,7 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
     from image2biomass.files import progress
     from timm.utils import ModelEmaV3
     from torch.optim.swa_utils import AveragedModel
+    t0, times = time.perf_counter(), dict(train=0.0, validation=0.0, state_writes=0.0)
     torch.manual_seed(cfg.seed * 1000 + fold)
     tr_s, va_s = _fold_parts(cfg, s, tr, va, extra)
     model = build_model(cfg, s.y[tr]).to(d.device)
@@ -704,6 +780,7 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
     if model.channels_last: model.to(memory_format=torch.channels_last)
     if d.device.type == "cuda": _plan_memory(model, cfg, d, fold)
     check_input(model.fx, model.info["input_size"], cfg.backbone)   # a size it cannot take: one line, before training
+    if cfg.compile: model.fx.model.compile()   # in place: the weights keep their names
     if cfg.init_from: _init_from(model, cfg, fold)
     steps = cfg.epochs * math.ceil(math.ceil(math.ceil(len(tr_s) / d.world) / cfg.batch_size) / cfg.accum)
     opt, sched = make_optimiser(model, cfg, steps)
@@ -721,15 +798,19 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
     if size not in caches: caches[size] = _image_cache(cfg, s.paths + (extra.paths if extra else []), size, part, d)
     train_ds = CropDataset(tr_s, cfg, size, make_aug(cfg.aug), fold, model.grid, train=True, cache=caches[size])
     val_ds = CropDataset(va_s[d.rank::d.world], cfg, size, None, fold, model.grid, cache=caches[size])
-    train_dl = _train_loader(train_ds, cfg, d, fold)
+    train_dl, val_dl, clock = _train_loader(train_ds, cfg, d, fold), _loader(val_ds, cfg, d), StepClock(d.device, 2)
+    times["start_up"] = time.perf_counter() - t0   # model, memory plan, image cache, datasets
     with progress(None, cfg.progress and d.main, total=cfg.epochs, initial=st["epoch"] + 1, desc=f"fold {fold}",
                   unit="ep") as bar:
         for epoch in range(st["epoch"] + 1, cfg.epochs):
             if not cfg.swa and st["since"] >= cfg.patience: break
-            loss = _train_epoch(model, train_ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, ddp, train_dl)
+            t = time.perf_counter()
+            loss = _train_epoch(model, train_ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, ddp, train_dl, clock)
             ev = ema.module if ema is not None else model
             if swa is not None and epoch >= cfg.epochs - cfg.swa: swa.update_parameters(ev)
-            v = _validate(ev, val_ds, cfg, d, len(va)); score = weighted_r2(s.y[va], v["pred"])
+            times["train"] += (t1 := time.perf_counter()) - t
+            v = _validate(ev, val_ds, cfg, d, len(va), val_dl); score = weighted_r2(s.y[va], v["pred"])
+            times["validation"] += (t := time.perf_counter()) - t1
             improved = not cfg.swa and score > st["best"] + 1e-6
             st["curves"].append(dict(fold=fold, epoch=epoch, train_loss=loss, val_r2=score))
             st.update(epoch=epoch, since=0 if improved else st["since"] + 1)
@@ -743,11 +824,13 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
                                       ema=_trim(ema.state_dict(), cfg, "module.") if ema else None,
                                       swa=_trim(swa.state_dict(), cfg, "module.") if swa else None, rng=_rng_state(),
                                       state=st), ck)
+            times["state_writes"] += time.perf_counter() - t   # the training thread's share (the copy; not the write)
             d.barrier()
             bar.update(1); bar.set_postfix(loss=f"{loss:.4f}", r2=f"{score:.4f}", best=f"{st['best']:.4f}")
     writer.wait()                                         # the last state is on disk before the fold counts as done
     if swa is not None:                                        # the fold's model: the average of the last epochs
-        v = _validate(swa.module, val_ds, cfg, d, len(va))
+        update_bn_stats(swa.module, train_dl, d, cfg)          # BatchNorm: statistics of the averaged weights
+        v = _validate(swa.module, val_ds, cfg, d, len(va), val_dl)
         st.update(best=weighted_r2(s.y[va], v["pred"]), best_epoch=st["epoch"], best_val=v)
         if d.main: _save_fold_files(swa.module, cfg, part, fold, True)
     return dict(
@@ -760,6 +843,7 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
         head_kwargs=model.head_kwargs,
         cols=model.head.cols,
         n_bins=model.head.n_bins,
+        timing=dict(clock.summary(), **{k: round(v, 3) for k, v in times.items()}),
     )
 
 # %% ../nbs/05b_finetune.ipynb #4581ac8f
@@ -775,8 +859,9 @@ def _prepare(cfg: FinetuneConfig, out: Path, part: Path):
     data = _data_sha256(cfg)
     if cfg.resume and (part / "config.json").exists():
         if read_config(part).get("data_sha256", data) != data:
-            raise RunError(f"{part} was started on other data: {cfg.data_dir}/train.csv (or --pseudo-labels) changed "
-                           "since; resume needs the same data: start again with --overwrite")
+            raise RunError(f"{part} was started on other data: {cfg.data_dir}/train.csv, --pseudo-labels or the bytes "
+                           "of a photo they name changed since; resume needs the same data: start again with "
+                           "--overwrite")
         old = renamed(read_config(part)["config"], quiet=True)   # a run started before a rename
         diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in _VOLATILE and old.get(k) != v}
         if diff:
@@ -787,15 +872,20 @@ def _prepare(cfg: FinetuneConfig, out: Path, part: Path):
     write_json(part / "config.json", dict(kind="finetune", config=asdict(cfg), data_sha256=data))
 
 def _data_sha256(cfg: FinetuneConfig) -> str:
-    "sha256 of the CSVs a run trains on (train.csv, and the pseudo-labels): a resume needs the same ones."
+    """sha256 of what a run trains on: the CSVs (train.csv, the pseudo-labels) and the bytes of every photo they name
+    (extraction's content fingerprint): a resume needs the same ones, a photo replaced under its name included."""
     from image2biomass.backbones import sha256_file
+    from image2biomass.extract import images_digest
     csvs = [Path(cfg.data_dir) / "train.csv", *([Path(cfg.pseudo_labels)] if cfg.pseudo_labels else [])]
-    return ",".join(sha256_file(p) if p.is_file() else "missing" for p in csvs)
+    s, _, _, extra = _samples(cfg)
+    photos = images_digest([*s.paths, *(extra.paths if extra is not None else [])])
+    return ",".join([*(sha256_file(p) if p.is_file() else "missing" for p in csvs), f"photos:{photos}"])
 
 # %% ../nbs/05b_finetune.ipynb #a95d18e5
 def _samples(cfg: FinetuneConfig) -> tuple: # (Samples, train frame, folds, pseudo-labelled Samples or None)
     data = Path(cfg.data_dir)
     df = read_train(data / "train.csv", data_dir=data, allow_outside=cfg.allow_outside_paths)
+    check_learnable(df, data / "train.csv")
     s = Samples([data / p for p in df.image_path], df[TARGETS].to_numpy(float), None,
                 aux_targets(df) if cfg.aux else None, state_index(df.State) if cfg.aux else None)
     extra = None
@@ -867,9 +957,10 @@ def _finish(cfg, out, part, df, s: Samples, folds, res, world, seconds, extra) -
         n_images=int(done.sum()),
         folds=stats,
         oof_weighted_r2=round(float(bd.loc["weighted", "r2"]), 5),
-        per_target_r2={t: round(float(bd.loc[t, "r2"]), 5) for t in TARGETS},
+        **r2_metrics(bd),
         world_size=world,
         seconds=round(seconds, 1),
+        timing={str(k): r["timing"] for k, r in res.items()},   # where each fold's time went (StepClock)
         **extra_metrics(
             y[done],
             None if s.state is None else s.state[done],

@@ -25,10 +25,12 @@ from image2biomass.data import (
     load_image,
     MAX_PIXELS,
 )
-from .files import write_csv, save_figure, check_writable, check_output, OutputError, partial_path
+from .files import (write_csv, save_figure, check_writable, check_output, OutputError, partial_path,
+                                 _holds)
 from .losses import CLOVER, DEAD, GREEN, TOTAL, GDM
 from .ensemble import blend, spec_blend, load_ensemble, EnsembleError
-from .runs import read_config, fold_files, run_folds, read_oof, read_fold, RunError
+from .runs import (read_config, fold_files, run_folds, read_oof, read_fold, RunError, building_run,
+                                check_new_run)
 from .store import FeatureStore, StoreError
 
 # %% auto #0
@@ -446,11 +448,26 @@ def _check_options(cfg: PredictConfig, types, runs):
         raise ConfigError("--postprocess state-rules needs --state-run RUN")
     if cfg.state_run and cfg.postprocess != "state-rules":
         raise ConfigError("--state-run is used by --postprocess state-rules only")
+    if cfg.interval != PredictConfig.interval and not (cfg.detail or cfg.maps):   # an option that would do nothing
+        raise ConfigError(f"--interval {cfg.interval} sets the intervals of --detail (and the maps' titles): give "
+                          "--detail FILE or --maps DIR with it")
     if cfg.maps and "density" not in [_head_of(r) for r in runs]:
         raise ConfigError("--maps draws a density head's grams per location; none of these runs has one "
                           "(train-heads --head density, or train --head density)")
     if cfg.weights and all(read_config(r).get("store_fingerprint", {}).get("backbone") == "vegetation" for r in runs):
         raise ConfigError("--weights: these runs use the vegetation statistics, which have no weights")
+
+def _check_maps(cfg, d, runs):
+    """`--maps` names a folder of the project's own, before any work: not a file, neither in (nor holding) the data
+    folder or a run, not a folder of the user's; an earlier maps folder is replaced only with --overwrite."""
+    m = Path(cfg.maps)
+    if m.exists() and not m.is_dir(): raise OutputError(f"--maps {m} is a file; name a folder for the PNGs")
+    for w, what in [(d, "the data folder"), *[(Path(r), f"the run {r}") for r in runs]]:
+        if _holds(w, m) or _holds(m, w):
+            raise OutputError(f"--maps {m} {'lies inside' if _holds(w, m) else 'holds'} {what}, whose files it would "
+                              "mix with (or replace by) map figures; choose another --maps")
+    check_new_run(m, cfg.overwrite, "--maps", "maps")   # an existing folder: only maps of ours, with --overwrite
+    check_writable(m.parent)
 
 def _head_of(run) -> str:
     "The head a run trained (fine-tuned auto: mil on a grid of tiles, mlp otherwise)."
@@ -503,9 +520,9 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
         check_writable(Path(cfg.detail).parent)                    # before the submission is written
     check_writable(out.parent)                                     # before any long work
     set_threads(loader_workers(cfg.workers, cfg.device))
-    if cfg.maps: check_writable(cfg.maps)
     types = [run_type(r) for r in runs]
     _check_options(cfg, types, runs)
+    if cfg.maps: _check_maps(cfg, d, runs)
     rd = read_test if cfg.split == "test" else read_train
     df = rd(d / f"{cfg.split}.csv", data_dir=d, allow_outside=cfg.allow_outside_paths)
     ids, paths = list(df.image_id), [d / p for p in df.image_path]
@@ -528,7 +545,8 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
     if detail is not None and cfg.detail: write_csv(detail, cfg.detail)
     if detail is not None: sub.attrs["detail"] = detail
     if cfg.maps and maps is not None:
-        write_maps(cfg.maps, ids, paths, maps, _clean_of(runs, types), map_notes(detail, ids, cfg.interval))
+        with building_run(cfg.maps, overwrite=cfg.overwrite) as part:   # complete, then swapped in whole
+            write_maps(part, ids, paths, maps, _clean_of(runs, types), map_notes(detail, ids, cfg.interval))
     if cfg.progress:
         print(
             f"wrote {out}: {len(sub)} rows for {len(ids)} images from {len(runs)} "

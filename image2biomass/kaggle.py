@@ -307,6 +307,15 @@ def _pip_error(stderr) -> str:
     cause = [l.lstrip("╰─> ").strip() for l in lines if l.startswith("╰─>")]
     return (errs or lines or ["no error output"])[-1] + (f" ({cause[-1]})" if cause else "")
 
+def _pip_failed(r, what, out, hint="") -> Exception:
+    "A failed pip run's error: a file-size limit or a full disk as the OSError it is (one line), else pip's own line."
+    import errno, signal
+    text = r.stderr or ""
+    if r.returncode == -signal.SIGXFSZ or "File too large" in text or "[Errno 27]" in text:
+        return OSError(errno.EFBIG, "file size limit", str(out))
+    if "No space left on device" in text or "[Errno 28]" in text: return OSError(errno.ENOSPC, "disk full", str(out))
+    return BundleError(f"{what} failed: {_pip_error(text)}{hint}")
+
 def build_wheelhouse(out, # the wheelhouse folder
                      extra_packages=(), # extra requirements to include as wheels (dependencies Kaggle lacks)
                     ) -> list:
@@ -321,15 +330,11 @@ def build_wheelhouse(out, # the wheelhouse folder
             capture_output=True,
             text=True,
         )
-        if r.returncode:
-            pkgs = " ".join(extra_packages)
-            raise BundleError(f"--extra-packages {pkgs}: pip download failed: {_pip_error(r.stderr)}")
+        if r.returncode: raise _pip_failed(r, f"--extra-packages {' '.join(extra_packages)}: pip download", out)
     root = _repo_root()
     r = subprocess.run([*pip, "wheel", "--no-deps", "-q", "-w", str(out), str(root)], capture_output=True, text=True)
     if r.returncode:
-        raise BundleError(
-            f"building the image2biomass wheel failed: {_pip_error(r.stderr)} (pip wheel --no-deps {root} shows all)"
-        )
+        raise _pip_failed(r, "building the image2biomass wheel", out, f" (pip wheel --no-deps {root} shows all)")
     return sorted(out.glob("*.whl"))
 
 # %% ../nbs/10_kaggle.ipynb #f071f0b0

@@ -24,7 +24,7 @@ from image2biomass.inference import (
 from .runs import start_run, swap_in, read_config, RunError
 
 # %% auto #0
-__all__ = ['PseudoConfig', 'pseudo_labels', 'pseudo_label']
+__all__ = ['PseudoConfig', 'pseudo_labels', 'pseudo_label', 'teacher_spread', 'round_kept']
 
 # %% ../nbs/06a_pseudo.ipynb #50e0ac96
 @dataclass(kw_only=True)
@@ -44,6 +44,9 @@ class PseudoConfig(OutputOptions, RuntimeOptions):   # groups last-first: see co
     # heads runs: fold k retrains on labels from the runs' fold-k models only, so no validation image reaches its fold
     # through the other folds' models (an honest OOF score); off: every fold's models' mean labels every fold
     per_fold: bool = True
+    # better: a round is kept only if its OOF weighted R2 beats its teacher's by more than the spread of the teacher's
+    # folds (else the teacher stays and the rounds end); always: every round, the last becomes out
+    keep_rounds: Literal["better", "always"] = "better"
     bounds: ClassVar[dict] = dict(rounds=(1, 20), weight=(0, None), epochs=(0, None))
 
 # %% ../nbs/06a_pseudo.ipynb #09b140b3
@@ -171,15 +174,33 @@ def pseudo_label(cfg: PseudoConfig = None, **kwargs) -> dict:
     for r in range(1, cfg.rounds + 1):
         labels = pseudo_labels([student, *teachers], d, ids, paths, cfg)
         csv = write_csv(labels, part / f"pseudo_labels_round{r}.csv")
-        student = _retrain(student, csv, part / f"round{r}", cfg, d)
-        m = json.loads((student / "metrics.json").read_text())
-        history.append(dict(round=r, oof_weighted_r2=m["oof_weighted_r2"], labels=csv.name,
-                            images=labels.image_id.nunique(),
-                            left_out=labels.attrs.get("left_out", {})))
-        if cfg.progress:
-            print(f"round {r}: {labels.image_id.nunique()} pseudo-labelled test images; "
-                  f"OOF weighted R2 {m['oof_weighted_r2']:.4f}")
+        new = _retrain(student, csv, part / f"round{r}", cfg, d)
+        m = json.loads((new / "metrics.json").read_text())
+        kept, line = round_kept(m, json.loads((student / "metrics.json").read_text()), cfg.keep_rounds)
+        history.append(dict(round=r, oof_weighted_r2=m["oof_weighted_r2"], labels=csv.name, kept=kept,
+                            images=labels.image_id.nunique(), left_out=labels.attrs.get("left_out", {})))
+        print(f"round {r}: {labels.image_id.nunique()} pseudo-labelled test images; {line}")   # said either way
+        if not kept: break                                   # the same teacher would give the same labels again
+        student = new
+    if student == runs[0]:   # no round kept: the result is the teacher itself, copied (the input run stays as it is)
+        student = Path(shutil.copytree(runs[0], part / "round0"))
     return _finish(cfg, runs, part, student, history, ids, out)
+
+def teacher_spread(m: dict) -> float:
+    "The spread (std) of a run's per-fold weighted R² (its metrics.json): what a round must beat to count."
+    return float(np.std([f["weighted_r2"] for f in m["folds"]])) if m.get("folds") else 0.0
+
+def round_kept(new: dict, # the round's metrics.json
+               teacher: dict, # its teacher's
+               rule="better", # better | always (`PseudoConfig.keep_rounds`)
+              ) -> tuple: # (kept?, the line that says why)
+    """A round is kept only if its OOF weighted R² beats its teacher's by more than the spread (std) of the teacher's
+    folds: a smaller gain is noise, and pseudo-labels can cost accuracy (issue P's measurements)."""
+    a, b, spread = teacher["oof_weighted_r2"], new["oof_weighted_r2"], teacher_spread(teacher)
+    kept = rule == "always" or b - a > spread
+    return kept, (f"OOF weighted R2 {b:.4f} against the teacher's {a:.4f} (its folds' spread {spread:.4f}): "
+                  + ("kept" + (" (--keep-rounds always)" if rule == "always" else "") if kept
+                     else "not kept, the teacher stays"))
 
 # %% ../nbs/06a_pseudo.ipynb #ff7cdb40
 def _finish(cfg, runs, part, final, history, ids, out) -> dict:

@@ -64,21 +64,25 @@ def _foreign(out) -> list|None:
     except (OSError, ValueError, AttributeError): return None
     return sorted(p.name for p in out.iterdir() if p.name not in made | KEPT | {RUN_MARKER})
 
-def check_new_run(out, overwrite=False):
+def check_new_run(out, overwrite=False,
+                  flag="--out", # the option that names the folder
+                  what="run", # what the folder holds: run, maps
+                 ):
     """Refuse (before any long work) to make a run where one exists (unless `overwrite`), and, even with `overwrite`,
     where anything but a run made by image2biomass is: a data folder, a folder with the user's files, `.`."""
     out = Path(out)
-    if out.name in ("", ".", ".."): raise RunError(f"--out {out}: name a run folder, e.g. --out runs/mil")
+    if out.name in ("", ".", ".."): raise RunError(f"{flag} {out}: name a {what} folder, e.g. {flag} runs/mil")
     if not out.exists() or (out.is_dir() and not any(out.iterdir())): return
     foreign = _foreign(out) if out.is_dir() else None
     if foreign is None:
-        raise FileExistsError(f"{out} exists and is not a run folder made by image2biomass; --overwrite replaces only "
-                              "runs: choose another --out")
+        raise FileExistsError(f"{out} exists and is not a {what} folder made by image2biomass; --overwrite replaces "
+                              f"only those: choose another {flag}")
     if foreign:
-        raise FileExistsError(f"{out} holds files its run did not make ({', '.join(foreign[:3])}); move them away or "
-                              "choose another --out")
+        raise FileExistsError(f"{out} holds files its {what} did not make ({', '.join(foreign[:3])}); move them away "
+                              f"or choose another {flag}")
     if not overwrite:
-        raise FileExistsError(f"{out} already holds a run; pass --overwrite to replace it, or choose another --out")
+        held = "a run" if what == "run" else what
+        raise FileExistsError(f"{out} already holds {held}; pass --overwrite to replace it, or choose another {flag}")
 
 def start_run(out, # the run folder to make
               overwrite=False, # replace an existing run (kept until the new one is complete)

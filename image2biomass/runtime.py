@@ -4,13 +4,13 @@
 
 # %% ../nbs/00d_runtime.ipynb #9ea3e441
 from __future__ import annotations
-import contextlib, os
+import contextlib, os, time
 import torch
 from .config import ConfigError
 
 # %% auto #0
-__all__ = ['DEVICES', 'AUTO_WORKERS', 'resolve_device', 'amp_dtype', 'autocast', 'usable_cores', 'set_threads', 'loader_workers',
-           'Dist']
+__all__ = ['DEVICES', 'AUTO_WORKERS', 'resolve_device', 'amp_dtype', 'autocast', 'prepare_device', 'share_gpus', 'usable_cores',
+           'set_threads', 'loader_workers', 'Dist', 'StepClock']
 
 # %% ../nbs/00d_runtime.ipynb #9df25653
 DEVICES = ("auto", "cpu", "cuda")
@@ -40,6 +40,24 @@ def autocast(device, amp="auto"):
     "An autocast context for `device` and `amp` (a no-op context when float32)."
     dt = amp_dtype(device, amp)
     return torch.autocast("cuda", dtype=dt) if dt is not None else contextlib.nullcontext()
+
+# %% ../nbs/00d_runtime.ipynb #84f53c8b
+def prepare_device(device: torch.device) -> torch.device:
+    "Make a CUDA device current, with cuDNN's autotuner and TF32 matmuls on; a CPU device is returned as it is."
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True           # fixed input sizes: cuDNN picks its fastest kernels once
+        torch.set_float32_matmul_precision("high")      # TF32 for float32 matmuls (bf16 autocast is the default)
+    return device
+
+def share_gpus(device: torch.device, # the device `resolve_device` gave this process
+               local: int, # LOCAL_RANK
+               world: int, # WORLD_SIZE
+              ) -> tuple: # (device, whether processes share a GPU)
+    "More torchrun processes on this machine than GPUs (a test of two processes on one card): they share them in turn."
+    n = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type != "cuda" or world == 1 or int(os.environ.get("LOCAL_WORLD_SIZE", world)) <= n: return device, False
+    return torch.device(f"cuda:{local % n}"), True
 
 # %% ../nbs/00d_runtime.ipynb #3a1009f7
 def usable_cores() -> int:
@@ -86,16 +104,12 @@ class Dist:
         if self.world > 1 and str(device).startswith("cuda:"):
             raise ConfigError(f"--device {device} under torchrun would put all {self.world} processes on one GPU: use "
                               "--device cuda (each process takes the GPU of its LOCAL_RANK)")
-        self.device = resolve_device(device, self.local)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-            torch.backends.cudnn.benchmark = True           # fixed input sizes: cuDNN picks its fastest kernels once
-            torch.set_float32_matmul_precision("high")      # TF32 for float32 matmuls (bf16 autocast is the default)
+        self.device, self.shared = share_gpus(resolve_device(device, self.local), self.local, self.world)
+        prepare_device(self.device)
         self.own = self.world > 1 and not dist.is_initialized()
-        if self.own:
-            dist.init_process_group(
-                "nccl" if self.device.type == "cuda" else "gloo", timeout=timedelta(hours=timeout_h)
-            )
+        if self.own:   # NCCL takes one process per GPU: processes sharing a GPU talk through gloo
+            backend = "nccl" if self.device.type == "cuda" and not self.shared else "gloo"
+            dist.init_process_group(backend, timeout=timedelta(hours=timeout_h))
 
     @property
     def main(self) -> bool:
@@ -114,3 +128,26 @@ class Dist:
     def __enter__(self): return self
     def __exit__(self, *exc):
         if self.own: self.dist.destroy_process_group()
+
+# %% ../nbs/00d_runtime.ipynb #0941622f
+class StepClock:
+    """Seconds per phase of a loop's steps after the first `skip` (warm-up: autotuning, compilation): the host's wait
+    for data (`waited`), device time between `mark`s (CUDA events; the host clock on a CPU) and the wall time."""
+    def __init__(self, device: torch.device, skip=0):
+        self.cuda, self.skip, self.steps, self.marks, self.waits = device.type == "cuda", skip, 0, [], []
+    def waited(self, seconds: float): self.waits.append(seconds)
+    def mark(self, phase: str):
+        "The end of `phase` (its start: the mark before); 'start' opens a step, 'epoch' a new stretch of steps."
+        self.steps += phase == "start"
+        if self.steps <= self.skip: return
+        e = torch.cuda.Event(enable_timing=True) if self.cuda and phase != "epoch" else None
+        if e is not None: e.record()
+        self.marks.append((phase, e, time.perf_counter()))
+    def summary(self) -> dict: # seconds per phase over the counted steps, with steps, data_wait and wall
+        if self.cuda and self.marks: torch.cuda.synchronize()
+        out = dict(steps=max(0, self.steps - self.skip), data_wait=sum(self.waits[self.skip:]), wall=0.0)
+        for (pa, ea, ha), (p, eb, hb) in zip(self.marks, self.marks[1:]):
+            if p == "epoch" or pa == "epoch": continue        # between stretches: validation, not steps
+            out["wall"] += hb - ha
+            if p != "start": out[p] = out.get(p, 0.0) + (ea.elapsed_time(eb) / 1e3 if self.cuda else hb - ha)
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}

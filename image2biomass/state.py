@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import ClassVar
 import numpy as np, pandas as pd, torch
 from .config import Config, ConfigError, OutputOptions, CVOptions
-from .data import TARGETS, read_train, make_folds
+from .data import TARGETS, read_train, make_folds, DataError
 from .files import write_json, write_csv, save_tensors, save_figure
 from .models import STATES
 from .runs import building_run, check_new_run, read_config, RunError
-from .store import FeatureStore
+from .store import FeatureStore, StoreError
 from .train_heads import load_bags, state_index
 
 # %% auto #0
@@ -42,7 +42,11 @@ def pooled_features(store, # FeatureStore or path
     "The bag-mean of every image's tiles (views averaged), as the State classifier and the ridge baseline see it."
     X, mask, kept = load_bags(store, list(image_ids), split=split, slices=slices)
     m = mask.unsqueeze(-1).float()
-    return ((X.mean(2) * m).sum(1) / m.sum(1)).numpy(), kept
+    Z = ((X.mean(2) * m).sum(1) / m.sum(1)).numpy()
+    if bad := int((~np.isfinite(Z)).any(1).sum()):   # else sklearn's PCA would say it, in its own words
+        raise StoreError(f"{getattr(store, 'path', store)}: {bad} of {len(Z)} images have non-finite features (NaN or "
+                         "inf); extract them again (float16 overflow: --dtype float32; NaN: check the weights)")
+    return Z, kept
 
 def _fit(Z, s, cfg) -> dict:
     "Standardise, PCA, multinomial logistic regression: the fitted arrays."
@@ -83,6 +87,9 @@ def train_state(cfg: StateConfig = None, **kwargs) -> dict:
     out, t0 = Path(cfg.out), time.time()
     check_new_run(out, cfg.overwrite)
     df = read_train(Path(cfg.data_dir) / "train.csv")
+    if df.State.nunique() < 2:   # a one-class "classifier" would report accuracy 1.0 and teach nothing
+        raise DataError(f"{Path(cfg.data_dir) / 'train.csv'}: every photo is of one State "
+                        f"({df.State.iloc[0] if len(df) else 'none'}); a State classifier needs photos of at least 2")
     store = FeatureStore(cfg.store)
     Z, ids = pooled_features(store, df.image_id, cfg.slices)
     df = df.set_index("image_id").loc[ids].reset_index()

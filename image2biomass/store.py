@@ -9,7 +9,8 @@ import fnmatch, json, os, tempfile, time
 from pathlib import Path
 import numpy as np
 import h5py
-from .files import atomic_path, fsync_dir, check_space, check_output, partial_path
+from .files import (atomic_path, fsync_dir, check_space, check_output, partial_path, lock_file, unlock,
+                                 OutputError)
 from fastcore.basics import patch
 
 # %% auto #0
@@ -119,21 +120,13 @@ def _build_skeleton(tmp, fingerprint, image_ids, boxes, sizes, views, dim, dtype
 
 # %% ../nbs/02b_store.ipynb #a48a19e7
 def _lock_exclusive(path):
-    "An exclusive advisory lock on `path` (released by the kernel if the process dies); error if another writer has it."
-    try: import fcntl
-    except ImportError: return None  # Windows: no advisory locks
-    fd = os.open(path, os.O_RDONLY)
-    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    "An exclusive lock on `path` (`files.lock_file`: not kept by loader workers); error if another writer has it."
+    try: return lock_file(path, "is being written")
+    except OutputError:
         raise StoreError(f"{path} is being written by another process; wait for it to finish, or write to "
-                         "another --out")
-    return fd
+                         "another --out") from None
 
-def _unlock(fd):
-    if fd is not None:
-        try: os.close(fd)
-        except OSError: pass
+def _unlock(fd): unlock(fd)
 
 # %% ../nbs/02b_store.ipynb #0fa0968c
 class StoreWriter:
@@ -176,9 +169,11 @@ def write(self: StoreWriter, i, feats):
     a, b = self.offsets[i], self.offsets[i + 1]
     if feats.shape[0] != b - a: raise StoreError(f"image {i}: {feats.shape[0]} tiles given, {b - a} planned")
     if not np.isfinite(feats).all():
-        hint = " (float16 holds at most 65504: use --dtype float32)" if feats.dtype == np.float16 else ""
-        raise StoreError(f"image {self.ids[i]}: the model produced non-finite features (NaN or inf){hint}; "
-                         "check the weights and the input; nothing of this image was stored")
+        if np.isnan(feats).any():   # NaN comes from the model (weights holding NaN), never from the stored type
+            what = "NaN features: check the weights (--weights) for NaN values"
+        else: what = ("infinite features" + (" (float16 holds at most 65504: use --dtype float32)"
+                                             if feats.dtype == np.float16 else ": check the weights and the input"))
+        raise StoreError(f"image {self.ids[i]}: the model produced {what}; nothing of this image was stored")
     if b > a: self.f["features"][a:b] = feats
     self.f["status"][i] = DONE
     self._advance(i)
@@ -204,6 +199,7 @@ def finish(self: StoreWriter):
     "Commit, mark complete, fsync, and rename the partial file to the store's name (if this run still owns it)."
     self.commit()
     if self.n_done != self.n: raise StoreError(f"{self.path}: finish() with {self.n_done} of {self.n} images written")
+    if getattr(self, "stamp", ""): self.f.attrs["stamp"] = self.stamp   # see extract.files_stamp
     self.f.attrs["complete"] = np.int8(1); self.f.flush(); self.f.close()
     with open(self.path, "rb+") as fh: os.fsync(fh.fileno())
     if self.final is not None:
@@ -224,7 +220,7 @@ def _read_meta(path) -> dict:
     try:
         with _open_read(path) as f:
             return dict(fingerprint=json.loads(f.attrs["fingerprint"]), complete=bool(f.attrs["complete"]),
-                        n_done=int(f.attrs["n_done"]), n=len(f["offsets"]) - 1)
+                        n_done=int(f.attrs["n_done"]), n=len(f["offsets"]) - 1, stamp=str(f.attrs.get("stamp", "")))
     except StoreError: raise
     except Exception as e:
         raise StoreError(f"{path}: not a readable image2biomass feature store ({type(e).__name__}: {e})") from None
@@ -440,7 +436,7 @@ def _copy_store(sources, out, fingerprint, order, compression=None):
     "Write a complete store at `out` from (store, index) pairs in `order`, via a temporary file."
     readers = [FeatureStore(s) for s in sources]
     first = readers[0]
-    with _open_read(first.path) as f: dtype = f["features"].dtype
+    with _open_read(first.path) as f: dtype, stamp = f["features"].dtype, f.attrs.get("stamp")
     pick = lambda attr: [getattr(readers[r], attr)[i] for r, i in order]
     counts = [int(readers[r].offsets[i + 1] - readers[r].offsets[i]) for r, i in order]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -458,6 +454,7 @@ def _copy_store(sources, out, fingerprint, order, compression=None):
             src = readers[r]
             if counts[k]: feats[offsets[k]:offsets[k + 1]] = src._read_rows(src.offsets[i], src.offsets[i + 1])
         f.attrs.update(n_done=np.int64(len(order)), complete=np.int8(1))
+        if stamp is not None: f.attrs["stamp"] = stamp   # shards of one extraction share it; compressing keeps it
     return Path(out)
 
 # %% ../nbs/02b_store.ipynb #d0f03641

@@ -11,7 +11,8 @@ from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch
 from .config import Config, ConfigError, Device, Head
 from .config import OutputOptions, CVOptions, PseudoOptions, HeadOptions
-from .data import TARGETS, read_train, make_folds, weighted_r2, r2_breakdown, DataError, read_pseudo_labels
+from .data import (TARGETS, read_train, make_folds, weighted_r2, r2_breakdown, DataError, read_pseudo_labels,
+                                check_learnable, r2_metrics)
 from .files import write_json, write_csv, save_tensors, save_figure
 from .losses import lds_weights
 from .models import BiomassHead, STATES
@@ -424,7 +425,7 @@ def _pad_cat(a, b, dim=1):
 def load_training_bags(cfg: TrainConfig) -> tuple: # (Bags, image ids, train frame, store, folds)
     """The training set: bags (or locations), targets, weights, aux, State and folds; pseudo-labelled images last, fold
     -1."""
-    df = read_train(Path(cfg.data_dir) / "train.csv")
+    df = read_train(Path(cfg.data_dir) / "train.csv"); check_learnable(df, Path(cfg.data_dir) / "train.csv")
     store = FeatureStore(cfg.store)
     X, mask, area, ids = _bags_of(cfg, store, list(df.image_id), "train")
     df = df.set_index("image_id").loc[ids].reset_index()
@@ -558,7 +559,7 @@ def train_heads(cfg: TrainConfig = None, **kwargs) -> dict:
         folds=stats,
         oof_weighted_r2=round(float(bd.loc["weighted", "r2"]), 5),
         fold_weighted_r2_mean=round(float(np.mean([f["weighted_r2"] for f in stats])), 5),
-        per_target_r2={t: round(float(bd.loc[t, "r2"]), 5) for t in TARGETS},
+        **r2_metrics(bd),
         store=str(cfg.store),
         store_fingerprint=store.fingerprint,
         **extra_metrics(
@@ -645,8 +646,9 @@ def plot_run(run) -> dict:
         ax.scatter(oof[t], oof[f"pred_{t}"], s=8, alpha=0.6, c=oof.fold, cmap="tab10")
         hi = max(oof[t].max(), oof[f"pred_{t}"].max()) * 1.05
         ax.plot([0, hi], [0, hi], "k--", lw=0.8)
-        r2 = 1 - ((oof[t] - oof[f"pred_{t}"]) ** 2).sum() / ((oof[t] - oof[t].mean()) ** 2).sum()
-        ax.set(title=f"{t}  R² {r2:.3f}", xlabel="true g", ylabel="OOF predicted g")
+        ss = ((oof[t] - oof[t].mean()) ** 2).sum()   # 0: a constant target, whose R² is undefined
+        r2 = f"{1 - ((oof[t] - oof[f'pred_{t}']) ** 2).sum() / ss:.3f}" if ss > 0 else "undefined (constant)"
+        ax.set(title=f"{t}  R² {r2}", xlabel="true g", ylabel="OOF predicted g")
     fig.tight_layout(); save_figure(fig, run / "oof_scatter.png", dpi=110)
     return figs
 

@@ -214,7 +214,7 @@ CASES = [
     Case("NaN target", "data", lambda w, t: dict(args=["validate", _data(w, t, lambda d: d.assign(target=["nan"] + list(d.target[1:])))]), contains=("line 2",)),
     Case("negative target", "data", lambda w, t: dict(args=["validate", _data(w, t, lambda d: d.assign(target=["-1"] + list(d.target[1:])))]), contains=("negative",)),
     Case("bad date", "data", lambda w, t: dict(args=["validate", _data(w, t, lambda d: d.assign(Sampling_Date=["2015-13-45"] + list(d.Sampling_Date[1:])))]), contains=("Sampling_Date",)),
-    Case("one date for five folds", "data", lambda w, t: dict(args=["folds", _data(w, t, lambda d: d.assign(Sampling_Date="2015/9/4")), "--out", t / "f.csv"]), contains=("distinct sampling dates",)),
+    Case("one date for five folds", "data", lambda w, t: dict(args=["folds", _data(w, t, lambda d: d.assign(Sampling_Date="2015/9/4")), "--out", t / "f.csv"]), contains=("one sampling date",)),
     Case("image missing", "data", lambda w, t: (d := _data(w, t), _img(d).unlink(), dict(args=_extract(d, t / "s.h5")))[-1], contains=("not found",)),
     Case("truncated image", "data", lambda w, t: (d := _data(w, t), _img(d).write_bytes(_img(d).read_bytes()[:500]), dict(args=_extract(d, t / "s.h5")))[-1], contains=("--on-error skip",)),
     Case("truncated image, --on-error skip", "data", lambda w, t: (d := _data(w, t), _img(d).write_bytes(_img(d).read_bytes()[:500]), dict(args=_extract(d, t / "s.h5", "--on-error", "skip")))[-1], expect="ok"),
@@ -277,8 +277,8 @@ CASES = [
 def _notes(t) -> Path:
     d = t / "notes"; d.mkdir(); (d / "notes.txt").write_text("my field notes"); return d
 
-def _state(w, out, *extra):
-    return ["state", "--store", w["st"], "--data-dir", w["ds"], "--out", out, "--folds", 3, "--no-progress", *extra]
+def _state(w, out, *extra, data=None):
+    return ["state", "--store", w["st"], "--data-dir", data or w["ds"], "--out", out, "--folds", 3, "--no-progress", *extra]
 
 def _pseudo_csv(t, path) -> Path:
     f = t / "pl.csv"
@@ -323,6 +323,30 @@ def _changed_test_image(w, t) -> dict:
     code, _, err = invoke(_predict_d(w, d, t / "first.csv", "--features-dir", fd)); assert code == 0, err
     a, b = _img(d, 0, "test"), _img(d, 1, "test"); a.write_bytes(b.read_bytes())
     return dict(args=_predict_d(w, d, t / "second.csv", "--features-dir", fd))
+
+_TINY_FT = ["--backbone", "test_vit", "--random-init", "--input-size", 32, "--layout", "full", "--batch-size", 4, "--workers", 0, "--no-progress"]
+
+def _no_clover(df):
+    df.loc[df.target_name == "Dry_Clover_g", "target"] = "0"; return df
+
+def _strict_metrics(w, t, out):
+    "metrics.json parses as strict JSON (no bare NaN), with the undefined R2 as null and a note."
+    def refuse(c): raise ValueError(c)
+    try: m = json.loads((t / "r" / "metrics.json").read_text(), parse_constant=refuse)
+    except ValueError as e: return f"metrics.json is not strict JSON: {e}"
+    return None if m["per_target_r2"]["Dry_Clover_g"] is None and m.get("notes") else f"Clover R2 {m['per_target_r2']}"
+
+def _relabelled_ensemble(w, t) -> dict:
+    "A copy of a run whose oof.csv holds other labels (x 1e9) for the same images and folds."
+    r = _copy_run(w, t); oof = pd.read_csv(r / "oof.csv")
+    for c in TARGETS: oof[c] = oof[c] * 1e9
+    oof.to_csv(r / "oof.csv", index=False)
+    return dict(args=["ensemble", w["mil"], r, "--out", t / "e.json"])
+
+def _blank_test_row(w, t) -> dict:
+    d = _data(w, t); lines = (d / "test.csv").read_text().splitlines()
+    (d / "test.csv").write_text("\n".join([lines[0], lines[1], ",,", *lines[2:]]) + "\n")
+    return dict(args=_predict_d(w, d, t / "s.csv"))
 
 def _predict_d(w, d, out, *extra): return ["predict", "--runs", w["mil"], "--data-dir", d, "--out", out, "--workers", 0, "--no-progress", *extra]
 
@@ -399,4 +423,14 @@ CASES += [
     Case("train-heads --out .", "output", lambda w, t: dict(args=_heads(w, ".", "--overwrite")), contains=("name a run folder",)),
     Case("predict --out .", "output", lambda w, t: dict(args=_predict(w, ".", "--overwrite")), contains=("name a file",)),
     Case("train-heads disk full leaves no .partial", "output", lambda w, t: (r := _copy_run(w, t), dict(args=_heads(w, r, "--overwrite"), protect=[r], proc=True, preexec=_fsize_limit(20000)))[-1], contains=("no space left",), check=_stale_partial),
+    # issue R §4: degenerate data, each class for every command it reaches
+    Case("train-heads on all-zero targets", "data", lambda w, t: dict(args=["train-heads", "--store", w["st"], "--data-dir", _data(w, t, lambda df: df.assign(target="0")), "--out", t / "r", "--folds", 3, "--epochs", 1, "--no-progress"]), contains=("nothing to learn",)),
+    Case("train on all-zero targets", "data", lambda w, t: dict(args=["train", "--data-dir", _data(w, t, lambda df: df.assign(target="0")), "--out", t / "r", "--folds", 3, "--epochs", 1, *_TINY_FT]), contains=("nothing to learn",)),
+    Case("a constant Clover target: strict JSON, null R2", "data", lambda w, t: dict(args=["train-heads", "--store", w["st"], "--data-dir", _data(w, t, _no_clover), "--out", t / "r", "--folds", 3, "--epochs", 1, "--no-progress"]), expect="ok", check=_strict_metrics),
+    Case("state on a train.csv of one State", "data", lambda w, t: dict(args=_state(w, t / "s", data=_data(w, t, lambda df: df.assign(State="Tas")))), contains=("one State",)),
+    Case("ensemble of runs with other labels", "run", _relabelled_ensemble, contains=("other labels",)),
+    Case("folds on 2 photos", "data", lambda w, t: dict(args=["folds", _data(w, t, lambda df: df[df.image_path.isin(sorted(set(df.image_path))[:2])]), "--out", t / "f.csv", "--folds", 2]), contains=("folds",)),
+    Case("kaggle-bundle under a file-size limit", "output", lambda w, t: dict(args=["kaggle-bundle", "--out", t / "b"], proc=True, preexec=_fsize_limit(20000)), contains=("file size limit",)),
+    Case("state on a store of all-NaN features", "store", lambda w, t: dict(args=["state", "--store", _nan_store(w, t), "--data-dir", w["ds"], "--out", t / "s", "--folds", 3, "--no-progress"]), contains=("non-finite",)),
+    Case("an empty ,, row in test.csv", "data", _blank_test_row, contains=("empty (only commas)", "line 3")),
 ]

@@ -54,7 +54,10 @@ def test_corrupt_images_named(dataset_copy):
 def test_fewer_dates_than_folds(dataset_copy, tmp_path):
     corrupt(dataset_copy, lambda d: d.assign(Sampling_Date="2015/9/4"))
     r = run("folds", dataset_copy, "--out", tmp_path / "f.csv", check=2)
-    assert "only 1 distinct sampling dates for 5 folds" in r.stderr
+    assert "all 30 photos are of one sampling date" in r.stderr and "n_splits" not in r.stderr
+    corrupt(dataset_copy, lambda d: d.assign(Sampling_Date=d.Sampling_Date.where(d.index < 75, "2015/9/5")))
+    r = run("folds", dataset_copy, "--out", tmp_path / "f.csv", check=2)
+    assert "only 2 distinct sampling dates for 5 folds" in r.stderr and "--folds 2 or fewer" in r.stderr
 
 
 def test_real_train_csv_loads_and_reports_mass_balance():

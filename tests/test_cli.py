@@ -19,7 +19,7 @@ def test_synth_validate_folds(tmp_path):
     for f in ["train.csv", "test.csv", "sample_submission.csv", "test_labels.csv"]: assert (d / f).is_file()
     r = run("validate", d, check=0)
     assert "25 images" in r.stdout and "OK:" in r.stdout
-    run("folds", d, "--out", tmp_path / "folds.csv", "--n-splits", 4, check=0)
+    run("folds", d, "--out", tmp_path / "folds.csv", "--folds", 4, check=0)
     f = pd.read_csv(tmp_path / "folds.csv")
     assert sorted(f.fold.unique()) == [0, 1, 2, 3]
     assert f.groupby("date").fold.nunique().max() == 1

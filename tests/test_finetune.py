@@ -186,6 +186,22 @@ def test_resume_refuses_changed_data(ds, tmp_path):
     assert "other data" in r.stderr and "--overwrite" in r.stderr
 
 
+@pytest.mark.parametrize("cache", ["--cache-images", "--no-cache-images"])
+def test_resume_refuses_a_changed_photo(ds, tmp_path, cache):
+    "Issue R §3: one photo's bytes replaced under its name after a kill: --resume refuses (with or without the cache)."
+    import shutil
+    d = Path(shutil.copytree(ds, tmp_path / "d"))
+    args = ["train", "--data-dir", str(d), "--layout", "full", "--epochs", "2", "--folds", "2", *map(str, TINY),
+            cache, "--out", str(tmp_path / "r")]
+    r = subprocess.run([str(BIN / "image2biomass"), *args], capture_output=True, text=True,
+                       env={**os.environ, "IMAGE2BIOMASS_FAULT": "write:5"})
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    photos = sorted((d / "train").iterdir())
+    shutil.copy(photos[1], photos[0])                      # same name, another photo's bytes
+    r = run(*args, "--resume", check=2)
+    assert "other data" in r.stderr and "photo" in r.stderr
+
+
 def test_resume_every_writes_on_improvement_period_and_end(ds, tmp_path):
     "--resume-every 2: a resume state only every 2nd epoch, when the fold improves, and at its end (counted)."
     from unittest import mock

@@ -100,6 +100,37 @@ def test_density_maps(trained, tmp_path):
     assert "density maps in" in r.stdout and len(list((tmp_path / "maps").glob("*.png"))) == 3
     r = run("predict", "--runs", d / "mil", "--data-dir", ds, "--out", tmp_path / "t.csv", "--maps", tmp_path / "m2", "--workers", 0, check=2)
     assert "--maps" in r.stderr and "density" in r.stderr and not (tmp_path / "t.csv").exists()   # an option that would do nothing
+    assert not (tmp_path / "m2").exists()                                                       # and no empty folder left
+
+
+def test_maps_never_replace_what_they_do_not_own(trained, tmp_path):
+    "Issue R §1: --maps is an output like any other: the project's own folder, made whole, replaced only with --overwrite."
+    ds, d = trained
+    run("train-heads", "--store", d / "veg.h5", "--data-dir", ds, "--head", "density", "--folds", 3, "--epochs", 2,
+        "--out", tmp_path / "dens", "--no-progress", check=0)
+    pred = lambda maps, *more, check: run("predict", "--runs", tmp_path / "dens", "--data-dir", ds, "--out",
+                                          tmp_path / f"s{len(list(tmp_path.iterdir()))}.csv", "--maps", maps,
+                                          "--workers", 0, "--no-progress", *more, check=check)
+    photos = {p: p.read_bytes() for p in (ds / "test").iterdir()}
+    mine = tmp_path / "mine"; mine.mkdir()                            # the user's own PNGs, named like the maps
+    for i, p in enumerate(photos): (mine / f"{p.stem}.png").write_bytes(b"user's %d" % i)
+    (tmp_path / "file.png").write_bytes(b"x")
+    for maps, more, says in [(ds / "test", [], "lies inside the data folder"), (ds, [], "lies inside the data folder"),
+                             (tmp_path / "dens" / "maps", [], "lies inside the run"), (mine, [], "not a maps folder"),
+                             (mine, ["--overwrite"], "not a maps folder"), (tmp_path / "file.png", [], "is a file"),
+                             (tmp_path, ["--overwrite"], "holds the run")]:
+        r = pred(maps, *more, check=2)
+        assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1, (maps, r.stderr)
+    assert {p: p.read_bytes() for p in (ds / "test").iterdir()} == photos                   # the photos untouched
+    assert sorted(f.read_bytes() for f in mine.iterdir()) == sorted(b"user's %d" % i for i in range(len(photos)))
+    pred(tmp_path / "maps", check=0)
+    r = pred(tmp_path / "maps", check=2)                               # earlier maps: only with --overwrite
+    assert "already holds maps; pass --overwrite" in r.stderr
+    (tmp_path / "maps" / "notes.txt").write_text("mine")              # a file of the user's among the maps: kept
+    assert "did not make (notes.txt)" in pred(tmp_path / "maps", "--overwrite", check=2).stderr
+    (tmp_path / "maps" / "notes.txt").unlink()
+    pred(tmp_path / "maps", "--overwrite", check=0)
+    assert len(list((tmp_path / "maps").glob("*.png"))) == len(photos) and not list(tmp_path.glob("maps.partial"))
 
 
 def test_detail_intervals_and_flags(trained, tmp_path):

@@ -19,7 +19,7 @@ def test_heads_two_rounds(ds, tmp_path):
     run("train-heads", "--store", tmp_path / "features" / "veg.h5", "--data-dir", ds, "--folds", 3, "--epochs", 3,
         "--out", tmp_path / "mil", "--no-progress", check=0)
     r = run("pseudo-label", "--runs", tmp_path / "mil", "--data-dir", ds, "--out", tmp_path / "mil_pl", "--rounds", 2,
-            "--weight", "0.5", "--workers", 0, "--keep-flagged", check=0)   # every test image, flagged or not
+            "--weight", "0.5", "--workers", 0, "--keep-flagged", "--keep-rounds", "always", check=0)   # every test image
     assert r.stdout.count("pseudo-labelled test images") == 2
     cfg = json.loads((tmp_path / "mil_pl" / "config.json").read_text())
     test_ids = list(read_test(ds / "test.csv").image_id)
@@ -33,7 +33,8 @@ def test_heads_two_rounds(ds, tmp_path):
     assert [f["n_train"] for f in m["folds"]] == [f["n_train"] + 6 for f in base["folds"]]   # every fold trains on the test images
     assert [f["n_val"] for f in m["folds"]] == [f["n_val"] for f in base["folds"]]           # and validates on none
     run("pseudo-label", "--runs", tmp_path / "mil", "--data-dir", ds, "--out", tmp_path / "mean_pl", "--rounds", 1,
-        "--workers", 0, "--keep-flagged", "--no-per-fold", "--no-progress", check=0)   # the folds' mean labels every fold
+        "--workers", 0, "--keep-flagged", "--no-per-fold", "--no-progress", "--keep-rounds", "always",
+        check=0)   # the folds' mean labels every fold
     one = pd.read_csv(tmp_path / "mean_pl" / "pseudo_labels_round1.csv")
     assert one.image_id.tolist() == test_ids and "fold" not in one
     run("ensemble", tmp_path / "mil", tmp_path / "mil_pl", "--out", tmp_path / "e.json", check=0)   # same folds: blendable
@@ -61,8 +62,28 @@ def test_finetuned_one_round_continues_from_the_fold_models(ds, tmp_path):
     tiny = ["--backbone", "test_vit", "--random-init", "--input-size", "32", "--batch-size", "4", "--workers", "0", "--no-progress"]
     run("train", "--data-dir", ds, "--out", tmp_path / "ft", "--layout", "full", "--epochs", 2, "--folds", 2, *tiny, check=0)
     run("pseudo-label", "--runs", tmp_path / "ft", "--data-dir", ds, "--out", tmp_path / "ft_pl", "--rounds", 1, "--epochs", 1,
-        "--workers", 0, "--no-progress", check=0)
+        "--workers", 0, "--no-progress", "--keep-rounds", "always", check=0)
     cfg = json.loads((tmp_path / "ft_pl" / "config.json").read_text())
     assert cfg["config"]["init_from"].endswith("ft") and cfg["config"]["epochs"] == 1 and cfg["config"]["pseudo_weight"] == 0.5
     m = json.loads((tmp_path / "ft_pl" / "metrics.json").read_text())
     assert m["pseudo_labelled_images"] == 6 and [f["epochs"] for f in m["folds"]] == [1, 1]
+
+
+def test_a_round_is_kept_only_when_it_beats_its_teacher(ds, tmp_path):
+    """Issue R §6: --keep-rounds better (the default): the result is the round only if it beat the teacher by more than
+    its folds' spread, else the teacher itself; both numbers printed either way; the input run untouched."""
+    from image2biomass.pseudo import teacher_spread
+    run("extract", "--data-dir", ds, "--out", tmp_path / "f" / "veg.h5", "--tile", 64, "--stride", 64, "--workers", 0,
+        "--no-progress", check=0)
+    run("train-heads", "--store", tmp_path / "f" / "veg.h5", "--data-dir", ds, "--folds", 3, "--epochs", 3,
+        "--out", tmp_path / "mil", "--no-progress", check=0)
+    before = sorted((p.name, p.stat().st_size) for p in (tmp_path / "mil").iterdir())
+    r = run("pseudo-label", "--runs", tmp_path / "mil", "--data-dir", ds, "--out", tmp_path / "pl", "--rounds", 2,
+            "--workers", 0, "--keep-flagged", "--no-progress", check=0)
+    assert "against the teacher's" in r.stdout
+    m, t = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("pl", "mil"))
+    first = m["pseudo_rounds"][0]
+    assert first["kept"] == (first["oof_weighted_r2"] - t["oof_weighted_r2"] > teacher_spread(t))
+    if not first["kept"]:   # the teacher stays: the result scores as the teacher did, and no second round was tried
+        assert m["oof_weighted_r2"] == t["oof_weighted_r2"] and len(m["pseudo_rounds"]) == 1
+    assert sorted((p.name, p.stat().st_size) for p in (tmp_path / "mil").iterdir()) == before

@@ -120,3 +120,53 @@ def test_multi_layer_spec_slices_and_stacked_ridge(tiny_dataset, tmp_path):
     r = run("train-heads", "--store", tmp_path / "m.h5", "--data-dir", tiny_dataset, "--out", tmp_path / "run2",
             "--slices", "*/L-9/*", "--no-progress", check=2)
     assert "matches no slice" in r.stderr
+
+
+def _timm_file(path, arch, edit=None):
+    "A random-init timm model's weights saved as safetensors, `edit`ed first (a damaged or odd file)."
+    import timm
+    from safetensors.torch import save_file
+    sd = {k: v.clone() for k, v in timm.create_model(arch, pretrained=False, num_classes=0).state_dict().items()}
+    save_file(edit(sd) if edit else sd, path)
+    return path
+
+
+def _drop(sd): sd.pop(next(k for k in sd if k.endswith("attn.proj.weight"))); return sd
+def _extra(sd): sd["blocks.0.attn.extra"] = torch.zeros(2); return sd
+def _reshape(sd): k = next(k for k in sd if k.endswith("mlp.fc1.bias")); sd[k] = torch.zeros(3); return sd
+def _no_counters(sd): return {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+def _nan(sd): return {k: (torch.full_like(v, float("nan")) if v.is_floating_point() else v) for k, v in sd.items()}
+
+
+@pytest.mark.parametrize("arch,edit,backbone,says", [
+    ("test_vit", _drop, "test_vit", "do not fit (missing"), ("test_vit", _extra, "test_vit", "do not fit (unexpected"),
+    ("test_vit", _reshape, "test_vit", "do not fit (blocks."), ("resnet10t", None, "test_vit", "another architecture"),
+    ("resnet10t", None, "auto", "no architecture --backbone auto knows"),
+    ("test_vit", _nan, "test_vit", "NaN features: check the weights"),
+])
+def test_weights_messages_name_the_cause(tiny_dataset, tmp_path, arch, edit, backbone, says):
+    "Issue R §5: a damaged file of the right architecture, another architecture, NaN weights: each told as it is."
+    w = _timm_file(tmp_path / "w.safetensors", arch, edit)
+    r = run("extract", "--data-dir", tiny_dataset, "--out", tmp_path / "f.h5", "--backbone", backbone, "--weights", w,
+            "--input-size", 32, "--workers", 0, "--no-progress", check=2)
+    assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "--dtype float32" not in r.stderr and "unknown checkpoint format" not in r.stderr
+
+
+def test_weights_without_batchnorm_counters_load(tiny_dataset, tmp_path):
+    "BatchNorm's num_batches_tracked are not learned: a file without them loads (issue R §5)."
+    w = _timm_file(tmp_path / "w.safetensors", "resnet10t", _no_counters)
+    run("extract", "--data-dir", tiny_dataset, "--out", tmp_path / "f.h5", "--backbone", "resnet10t", "--weights", w,
+        "--input-size", 64, "--workers", 0, "--no-progress", check=0)
+
+
+@pytest.mark.parametrize("content,says", [(os.urandom(4096), "not a readable PyTorch weights file"),
+                                          (None, "a NumPy array file")])
+def test_not_a_checkpoint_is_not_called_a_pickle(tiny_dataset, tmp_path, content, says):
+    "Random bytes and a .npy file are not 'a pickle that would run code' (issue R §5)."
+    f = tmp_path / ("w.pt" if content is not None else "w.npy")
+    if content is None: np.save(f, np.zeros(3))
+    else: f.write_bytes(content)
+    r = run("extract", "--data-dir", tiny_dataset, "--out", tmp_path / "f.h5", "--backbone", "test_vit", "--weights", f,
+            "--workers", 0, "--no-progress", check=2)
+    assert says in r.stderr and "run code" not in r.stderr, r.stderr
