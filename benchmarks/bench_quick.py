@@ -102,28 +102,30 @@ GPU_CORES = 16                              # the lent GPU machine's cores: load
 GOAL_STEP_S = 16 / GOAL_PHOTOS_S            # a batch of 16 photos: ~61 ms
 
 
-def bench_feed(tmp: Path) -> tuple:
-    """CPU proxy of feeding: training photos (1000 x 2000, halves at 512 px, medium augmentation) made per second by one
-    loader process from the run's image cache. Returns (seconds per photo / calibration, photos/s on one core)."""
+def feed_job(tmp: Path, photos=4):
+    """CPU proxy of feeding: a job making 24 training photos (1000 x 2000, halves at 512 px, medium augmentation) in
+    one loader process from the run's image cache, as a worker does (one thread)."""
     import torch
     from image2biomass.data import make_synthetic_dataset
     from image2biomass.finetune import FinetuneConfig, CropDataset, Samples, build_image_cache, make_aug
-    ds = make_synthetic_dataset(tmp / "feed", n_train=4, n_test=1, size=(1000, 2000), seed=0, progress=False)
-    paths = sorted((ds / "train").glob("*.jpg")); torch.set_num_threads(1)
+    ds = make_synthetic_dataset(tmp / "feed", n_train=photos, n_test=1, size=(1000, 2000), seed=0, progress=False)
+    paths = sorted((ds / "train").glob("*.jpg"))
     cfg = FinetuneConfig(layout="halves", input_size=512, aug="medium")
     cache = build_image_cache(paths, cfg, 512, tmp / "feed.u8")
     d = CropDataset(Samples(paths, np.zeros((len(paths), 5), np.float32)), cfg, 512, make_aug("medium"), train=True,
                     cache=cache)
     k = iter(range(10**6))
     def work():
-        for _ in range(24): d[next(k) % len(d)]
-    r = paired(work, 2); torch.set_num_threads(os.cpu_count() or 1)
-    return r / 24, 24 / best(work, 2)
+        n = torch.get_num_threads(); torch.set_num_threads(1)
+        try:
+            for _ in range(24): d[next(k) % len(d)]
+        finally: torch.set_num_threads(n)
+    return work
 
 
-def bench_step(tmp: Path) -> tuple:
-    """CPU proxy of the host's share of a training step: the package's loop (`_train_epoch`) on a tiny ViT, whose
-    compute is negligible. Returns (seconds per step / calibration, seconds per step)."""
+def step_job():
+    """CPU proxy of the host's share of a training step: a job of 40 steps of the package's loop (`_train_epoch`) on a
+    tiny ViT, whose compute is small. Returns (job, steps)."""
     import torch
     from image2biomass import finetune as ft
     from image2biomass.runtime import Dist
@@ -134,8 +136,17 @@ def bench_step(tmp: Path) -> tuple:
     dl = torch.utils.data.DataLoader(x, batch_size=4, sampler=ft.EpochSampler(len(x), cfg, 0))
     class Dummy(torch.utils.data.Dataset): epoch = 0   # _train_epoch sets the dataset's epoch
     st, scaler = dict(step=0), torch.amp.GradScaler("cuda", enabled=False)
-    run = lambda: ft._train_epoch(m, Dummy(), cfg, Dist("cpu"), 0, 0, opt, sched, scaler, None, st, loader=dl)
-    return paired(run, 3) / len(dl), best(run, 2) / len(dl)
+    return (lambda: ft._train_epoch(m, Dummy(), cfg, Dist("cpu"), 0, 0, opt, sched, scaler, None, st, loader=dl)), len(dl)
+
+
+def bench_feed(tmp: Path) -> tuple: # (seconds per photo / calibration, photos/s on one core)
+    work = feed_job(tmp)
+    return paired(work, 2) / 24, 24 / best(work, 2)
+
+
+def bench_step(tmp: Path) -> tuple: # (seconds per step / calibration, seconds per step)
+    run, n = step_job()
+    return paired(run, 3) / n, best(run, 2) / n
 
 
 class _Pairs(list):

@@ -110,3 +110,30 @@ def test_finetune_records_where_the_time_goes(tiny_dataset, tmp_path, monkeypatc
                                            "validation", "start_up", "train", "state_writes"} <= set(t)
         assert 0 < t["forward_backward"] <= t["wall"] <= t["train"]
     assert len(made) == 2   # one per fold, not one per epoch
+
+
+def test_compile_compiles_the_backbone_in_place(tiny_dataset, tmp_path, monkeypatch):
+    "--compile (extract and train) compiles the backbone module in place (its weights keep their names)."
+    from image2biomass.extract import extract
+    from image2biomass.finetune import finetune
+    calls = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: calls.append(type(self).__name__))
+    extract(data_dir=tiny_dataset, out=tmp_path / "f.h5", backbone="test_vit", random_init=True, input_size=32,
+            workers=0, progress=False, compile=True)
+    assert calls == ["TimmFeatures"]
+    finetune(data_dir=str(tiny_dataset), out=str(tmp_path / "r"), backbone="test_vit", random_init=True,
+             input_size=32, layout="full", batch_size=4, epochs=1, folds=2, only_folds="0", workers=0,
+             progress=False, compile=True)
+    assert calls == ["TimmFeatures", "VisionTransformer"]
+    extract(data_dir=tiny_dataset, out=tmp_path / "g.h5", backbone="test_vit", random_init=True, input_size=32,
+            workers=0, progress=False)
+    assert len(calls) == 2   # off: nothing compiled
+
+
+def test_precision_is_part_of_what_a_store_holds(tiny_dataset, tmp_path):
+    "extract --precision bf16 (CUDA: the model cast to bf16) is recorded: a store made otherwise is not resumed into."
+    kw = ["extract", "--data-dir", tiny_dataset, "--out", tmp_path / "f.h5", "--backbone", "test_vit", "--random-init",
+          "--input-size", 32, "--workers", 0, "--no-progress"]
+    run(*kw, check=0)
+    r = run(*kw, "--precision", "bf16", check=2)
+    assert "made differently" in r.stderr and "precision" in r.stderr, r.stderr
