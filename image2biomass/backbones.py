@@ -14,14 +14,14 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['REGISTRY', 'VEGETATION', 'AUTO', 'REGISTRY_SHAPES', 'WEIGHT_SUFFIXES', 'HF_WEIGHTS', 'PREFERRED', 'CONVERSIONS',
-           'HF_MODEL_TYPES', 'FORMAT_KEYS', 'FAMILIES', 'HF_CONFIG', 'FORMATS_HELP', 'POOLS', 'VEG_NAMES',
-           'BackboneSpec', 'get_spec', 'WeightsNotFound', 'resolve_weights', 'sha256_file', 'weights_sha256',
-           'CheckpointError', 'weight_files', 'read_checkpoint', 'convert_state_dict', 'detect_format',
-           'CheckpointInfo', 'describe_state_dict', 'match_arch', 'Checkpoint', 'prepare_checkpoint', 'FeatureSpec',
-           'parse_feature', 'model_facts', 'patch_size_of', 'default_feature', 'TimmFeatures', 'feature_names',
-           'feature_dim', 'fit_to_model', 'arch_facts', 'round_to_patch', 'check_input', 'load_backbone',
-           'describe_backbone', 'rebuild_backbone', 'VegetationFeatures']
+__all__ = ['REGISTRY', 'VEGETATION', 'AUTO', 'VEG_SIZE', 'VEG_VERSION', 'REGISTRY_SHAPES', 'WEIGHT_SUFFIXES', 'HF_WEIGHTS',
+           'PREFERRED', 'CONVERSIONS', 'HF_MODEL_TYPES', 'FORMAT_KEYS', 'FAMILIES', 'HF_CONFIG', 'FORMATS_HELP',
+           'POOLS', 'VEG_NAMES', 'BackboneSpec', 'get_spec', 'WeightsNotFound', 'resolve_weights', 'sha256_file',
+           'weights_sha256', 'CheckpointError', 'weight_files', 'read_checkpoint', 'convert_state_dict',
+           'detect_format', 'CheckpointInfo', 'describe_state_dict', 'match_arch', 'Checkpoint', 'prepare_checkpoint',
+           'FeatureSpec', 'parse_feature', 'model_facts', 'patch_size_of', 'default_feature', 'TimmFeatures',
+           'feature_names', 'feature_dim', 'fit_to_model', 'arch_facts', 'round_to_patch', 'check_input',
+           'load_backbone', 'describe_backbone', 'rebuild_backbone', 'VegetationFeatures']
 
 # %% ../nbs/02a_backbones.ipynb #1e5c88a4
 REGISTRY = {
@@ -37,6 +37,8 @@ REGISTRY = {
     "swin_large": "swin_large_patch4_window12_384.ms_in22k_ft_in1k",
 }
 VEGETATION, AUTO = "vegetation", "auto"
+# vegetation statistics: tile side (px) and version; 2 = 64-px tiles from JPEGs decoded at up to 1/8 scale
+VEG_SIZE, VEG_VERSION = 64, 2
 # What each short name must build (checked on the meta device by the tests): (feature width, pixels per location of
 # the final map, layers: ViT blocks or CNN stages as timm's feature_info counts them, native input side)
 _V2, _V3 = dict(small=(384, 12), base=(768, 12), large=(1024, 24), giant=(1536, 40)), dict(
@@ -61,7 +63,7 @@ class BackboneSpec:
 # %% ../nbs/02a_backbones.ipynb #d3cccc23
 def get_spec(name) -> BackboneSpec:
     "Resolve a short or timm backbone name to its timm name, native input size and normalisation."
-    if name == VEGETATION: return BackboneSpec(name, "", 224, (0, 0, 0), (1, 1, 1))
+    if name == VEGETATION: return BackboneSpec(name, "", VEG_SIZE, (0, 0, 0), (1, 1, 1))
     if name == AUTO: return BackboneSpec(name, "", 224)
     import timm
     from timm.models import get_pretrained_cfg
@@ -799,7 +801,9 @@ def load_backbone(name, # short or timm name, 'auto' (architecture from the weig
             weights="none",
             weights_format="none",
             kind="vegetation",
-            input_size=spec.input_size,
+            version=VEG_VERSION,
+            draft=True,   # the loader may decode JPEGs at reduced scale (statistics, not pixels, are compared)
+            input_size=int(input_size or spec.input_size),
             mean=list(spec.mean),
             std=list(spec.std),
         )
@@ -872,59 +876,47 @@ VEG_NAMES = ([f"{i}_{s}" for i in ("exg", "exr", "exgr", "gli", "vari", "ngrdi")
              + ["green_frac", "brown_frac", "bright_frac", "dark_frac", "grad_gray", "grad_exg"]
              + [f"{c}_{s}" for s in ("mean", "std") for c in "rgb"])
 
+def _mean_std(t):
+    "Mean and (unbiased) standard deviation over the last axis, two passes: 4x faster than std_mean on CPU."
+    mu = t.mean(-1)
+    c = t - mu[..., None]
+    return mu, (torch.linalg.vecdot(c, c) / (t.shape[-1] - 1)).sqrt()
+
 class VegetationFeatures(nn.Module):
-    "Colour, vegetation-index and texture statistics of uint8 tiles (B, 3, S, S) -> (B, 44)."
+    """Colour, vegetation-index and texture statistics of uint8 tiles (B, 3, S, S) -> (B, 44), each map computed once
+    for the whole batch (stacked, one reduction per kind)."""
     kind = "vegetation"
     def forward(self, x):
         x = x.float() / 255
-        r, g, b = x[:, 0], x[:, 1], x[:, 2]
-        eps = 1e-6
-        s = r + g + b + eps
-        rn, gn, bn = r / s, g / s, b / s
+        n, eps = x.shape[-1] * x.shape[-2], 1e-6
+        r, g, b = x.unbind(1)
+        s = x.sum(1) + eps
+        rn, gn, bn = (x / s[:, None]).unbind(1)
         exg = 2 * gn - rn - bn; exr = 1.4 * rn - gn
-        idx = [
-            exg,
-            exr,
-            exg - exr,
-            (2 * g - r - b) / (2 * g + r + b + eps),
-            ((g - r) / (g + r - b).abs().clamp(min=0.05) * torch.sign(g + r - b + eps)).clamp(-1, 1),
-            (g - r) / (g + r + eps),
-        ]
-        feats = []
-        for t in idx: feats += [t.mean((1, 2)), t.std((1, 2))]
+        grb = g + r - b
+        idx = torch.stack([exg, exr, exg - exr, (2 * g - r - b) / (2 * g + r + b + eps),
+                           ((g - r) / grb.abs().clamp(min=0.05) * torch.sign(grb + eps)).clamp(-1, 1),
+                           (g - r) / (g + r + eps)], 1)
+        mu, sd = _mean_std(idx.flatten(2))
+        feats = [torch.stack([mu, sd], 2).flatten(1)]
         mx, mn = x.amax(1), x.amin(1)   # the same values as max(1)/min(1), 30x faster over 3 channels
         d = mx - mn
         sat = d / (mx + eps)
-        hue = (
-            torch.where(
-                mx == r,
-                ((g - b) / (d + eps)) % 6,
-                torch.where(mx == g, (b - r) / (d + eps) + 2, (r - g) / (d + eps) + 4),
-            )
-            / 6
-        )
-        hb = (hue.clamp(0, 0.9999) * 12).long()
-        w = (sat > 0.15).float()
-        hh = torch.zeros(len(x), 12, device=x.device).scatter_add_(1, hb.flatten(1), w.flatten(1)) / (
-            w.flatten(1).sum(1, keepdim=True) + 1
-        )
-        feats += list(hh.T)
+        di = 1 / (d + eps)
+        hue = torch.where(mx == r, ((g - b) * di) % 6, torch.where(mx == g, (b - r) * di + 2, (r - g) * di + 4)) / 6
+        hb = (hue.clamp(0, 0.9999) * 12).long().flatten(1)
+        w = (sat > 0.15).flatten(1).float()
+        hh = x.new_zeros(len(x), 12).scatter_add_(1, hb, w) / (w.sum(1, keepdim=True) + 1)
+        feats.append(hh)
         for v in (sat, mx):   # 4-bin histograms (counts by scatter_add: one_hot would make a (B, S*S, 4) tensor)
             vb = (v.clamp(0, 0.9999) * 4).long().flatten(1)
-            counts = torch.zeros(len(x), 4, device=x.device).scatter_add_(1, vb, torch.ones(vb.shape, device=x.device))
-            feats += list((counts / vb.shape[1]).T)
-        feats += [
-            (exg > 0.15).float().mean((1, 2)),  # green leaves
-            ((hue > 0.10) & (hue < 0.18) & (sat > 0.2) & (mx > 0.45) & (exg < 0.15))
-            .float()
-            .mean((1, 2)),  # straw: bright, yellow-brown
-            (mx > 0.8).float().mean((1, 2)),
-            (mx < 0.2).float().mean((1, 2)),
-        ]
-        gray = x.mean(1)
-        for t in (gray, exg):
-            feats.append(
-                (t[:, 1:, :] - t[:, :-1, :]).abs().mean((1, 2)) + (t[:, :, 1:] - t[:, :, :-1]).abs().mean((1, 2))
-            )
-        feats += list(x.mean((2, 3)).T) + list(x.std((2, 3)).T)
-        return torch.stack(feats, 1)
+            feats.append(x.new_zeros(len(x), 4).scatter_add_(1, vb, x.new_ones(vb.shape)) / n)
+        fr = torch.stack([exg > 0.15, (hue > 0.10) & (hue < 0.18) & (sat > 0.2) & (mx > 0.45) & (exg < 0.15),
+                          mx > 0.8, mx < 0.2], 1)
+        feats.append(fr.flatten(2).sum(2) / n)
+        t = torch.stack([x.mean(1), exg], 1)   # gradient energy of brightness and of ExG
+        dy, dx = (t[..., 1:, :] - t[..., :-1, :]).abs(), (t[..., 1:] - t[..., :-1]).abs()
+        feats.append(dy.mean((2, 3)) + dx.mean((2, 3)))
+        feats += list(_mean_std(x.flatten(2)))
+        return torch.cat(feats, 1)
+

@@ -353,13 +353,14 @@ def open_image(path, # image file
 
 # %% ../nbs/00_data.ipynb #c99d078e
 def load_image(path, # image file (JPEG, PNG, TIFF, ...)
-               draft=None, # optional (w, h): let the JPEG decoder downscale by 2/4/8 while decoding (fast previews)
+               draft=None, # optional (w, h), or a factor 2/4/8: let the JPEG decoder downscale while decoding
                max_pixels=MAX_PIXELS, # refuse images with more pixels than this, before decoding
               ) -> np.ndarray: # (H, W, 3) uint8 RGB, EXIF orientation applied
     "Decode an image file to RGB uint8, or raise `ImageError` naming the file and the problem."
     path = Path(path)
     try:
         with open_image(path, max_pixels) as im:
+            if isinstance(draft, int): draft = (-(-im.width // draft), -(-im.height // draft))   # stored size / k
             if draft is not None and im.format == "JPEG": im.draft("RGB", draft)
             im.load()
             im = ImageOps.exif_transpose(im)

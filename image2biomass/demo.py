@@ -29,16 +29,17 @@ def mean_baseline(train, # per-image frame from `read_train`
 def demo_features(out, # the demo's folder
                   data, # its synthetic dataset folder
                   size, # image (height, width)
-                  vit, # the random-init timm ViT
+                  vit, # a random-init timm ViT, or "none"
                   vit_size, # its input size
                   progress=True, # progress bars
-                 ) -> tuple: # (vegetation store, ViT store)
-    "The demo's two stores: vegetation statistics (flip views) and a random-init ViT's CLS + mean."
+                 ) -> tuple: # (vegetation store, ViT store or None)
+    "The demo's stores: vegetation statistics (flip views) and, unless `vit` is none, a random-init ViT's CLS + mean."
     import warnings
     from image2biomass.extract import extract
     tile = max(64, int(size[0]) // 2)
     common = dict(data_dir=data, tile=tile, stride=int(tile * 0.8), workers=1, progress=progress)
     veg = extract(out=out / "features" / "train_vegetation.h5", backbone="vegetation", views="flips", **common)
+    if vit == "none": return veg, None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         vst = extract(
@@ -56,7 +57,7 @@ def demo_features(out, # the demo's folder
 def demo_runs(out, # the demo's folder
               data, # its synthetic dataset folder
               veg, # the vegetation store
-              vst, # the ViT store
+              vst, # the ViT store (None: no ViT run)
               vit, # the ViT's name (run names)
               folds, # CV folds
               seed, # seed of folds and training
@@ -68,7 +69,7 @@ def demo_runs(out, # the demo's folder
         "vegetation_mil": (veg, "mil"),
         "vegetation_composition": (veg, "composition"),
         "vegetation_density": (veg, "density"),
-        f"{vit}_random-init_mil": (vst, "mil"),
+        **({f"{vit}_random-init_mil": (vst, "mil")} if vst is not None else {}),
     }
     scores = {}
     for name, (st, head) in runs.items():
@@ -158,7 +159,7 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
              size=(500, 1000), # image (height, width)
              folds=5, # CV folds (grouped by sampling date)
              seed=0, # seed of the dataset, folds and training
-             vit="vit_small_patch14_dinov2", # the random-init timm ViT of the demo
+             vit="none", # none (vegetation only), or a timm ViT added with random-init weights: shows the timm path
              vit_size=56, # its input size (4 x 4 patches: random-init weights, so size buys nothing but time)
              progress=True, # progress bars
             ) -> dict: # the metrics written to out_dir/metrics.json
@@ -177,10 +178,8 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
                                workers=min(8, usable_cores()))
     train, test = read_train(data / "train.csv", data_dir=data), read_test(data / "test.csv", data_dir=data)
     say(describe_dataset(train))
-    say(
-        f"\n== features: vegetation statistics, and {vit} with RANDOM-INIT weights (no meaning; exercises the timm "
-        "path) =="
-    )
+    say("\n== features: vegetation statistics" + (f", and {vit} with RANDOM-INIT weights (no meaning; exercises "
+                                                    "the timm path) ==" if vit != "none" else " =="))
     veg, vst = demo_features(out, data, size, vit, vit_size, progress)
     say("\n== heads: cross-validation ==")
     scores = demo_runs(out, data, veg, vst, vit, folds, seed, progress)
@@ -225,7 +224,7 @@ def _demo_metrics(out, train, test, size, seed, scores, vit, spec, labels, pred,
     m = {
         "dataset": f"synthetic, {len(train)} train / {len(test)} test images of {size[0]}x{size[1]} px, seed {seed}",
         "runs_oof_weighted_r2": scores,
-        "note": f"{vit} uses random-init weights: its features carry no learned meaning",
+        "note": f"{vit} uses random-init weights: its features carry no learned meaning" if vit != "none" else "",
         "ensemble_nested_oof_weighted_r2": spec["nested_weighted_r2"],
         "ensemble_weights": spec["weights"],
         "heldout_weighted_r2": round(weighted_r2(labels, pred), 4),

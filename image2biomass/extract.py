@@ -25,8 +25,8 @@ from .store import (open_store_for_writing, merge_stores, compress_store, Featur
 from .files import partial_path
 
 # %% auto #0
-__all__ = ['LAST_RUN', 'ExtractConfig', 'image_size', 'list_images', 'TileDataset', 'TileBatcher', 'shard_path', 'images_digest',
-           'fingerprint', 'files_stamp', 'extract']
+__all__ = ['LAST_RUN', 'ExtractConfig', 'image_size', 'list_images', 'draft_factor', 'TileDataset', 'TileBatcher', 'shard_path',
+           'images_digest', 'fingerprint', 'files_stamp', 'extract']
 
 # %% ../nbs/02c_extract.ipynb #b17e8cb9
 @dataclass(kw_only=True)
@@ -87,9 +87,17 @@ def list_images(cfg: ExtractConfig) -> tuple:
     return list(df.image_id), [d / p for p in df.image_path]
 
 # %% ../nbs/02c_extract.ipynb #dfeb1b79
+def draft_factor(side, # the smallest tile side in the stored image (px)
+                 size, # the model's input side (px)
+                ) -> int: # 1, 2, 4 or 8
+    "The largest JPEG decoding reduction that still leaves every tile at least `size` px wide."
+    return next((k for k in (8, 4, 2) if side // k >= size), 1)
+
 class TileDataset(torch.utils.data.Dataset):
-    "Image `j` of a plan -> (index, uint8 tiles (n, 3, S, S) channels-last, error message or None)."
-    def __init__(self, paths, boxes, sizes, indices, size, layout, tile, clean="none", max_pixels=MAX_PIXELS):
+    """Image `j` of a plan -> (index, uint8 tiles (n, 3, S, S) channels-last, error message or None). With `draft`
+    (extractors of statistics) and no `clean`, JPEGs are decoded at the `draft_factor` reduction, boxes scaled to it."""
+    def __init__(self, paths, boxes, sizes, indices, size, layout, tile, clean="none", max_pixels=MAX_PIXELS,
+                 draft=False):
         self.paths, self.boxes, self.sizes, self.indices, self.size, self.layout, self.tile = (
             paths,
             boxes,
@@ -99,18 +107,22 @@ class TileDataset(torch.utils.data.Dataset):
             layout,
             tile,
         )
-        self.clean, self.max_pixels = clean, max_pixels
+        self.clean, self.max_pixels, self.draft = clean, max_pixels, draft
     def __len__(self): return len(self.indices)
     def __getitem__(self, j):
         i = self.indices[j]
+        (h, w), boxes, grid = self.sizes[i], self.boxes[i], self.layout == "grid"
+        side = self.tile if grid else int(np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).min())
+        # --clean finds stamps and glare at full resolution: no reduced decoding then
+        k = draft_factor(side, self.size) if self.draft and self.clean == "none" and len(boxes) else 1
         try:
-            img = load_image(self.paths[i], max_pixels=self.max_pixels)
-            if tuple(img.shape[:2]) != tuple(self.sizes[i]):
-                raise ImageError(
-                    f"{self.paths[i]}: decoded size {img.shape[:2]} differs from its header {tuple(self.sizes[i])}"
-                )
+            img = load_image(self.paths[i], draft=k if k > 1 else None, max_pixels=self.max_pixels)
+            r = max(1, round(w / max(img.shape[1], 1)))   # the decoder's reduction: k for a JPEG, 1 otherwise
+            if tuple(img.shape[:2]) != (-(-h // r), -(-w // r)):
+                raise ImageError(f"{self.paths[i]}: decoded size {img.shape[:2]} differs from its header {(h, w)}")
+            if r > 1: boxes = np.round(boxes / r).astype(np.int64)
             img = clean_image(img, self.clean)
-            t = crop_tiles(img, self.boxes[i], self.size, pad_to=self.tile if self.layout == "grid" else None)
+            t = crop_tiles(img, boxes, self.size, pad_to=(round(self.tile / r) if grid else None))
             return i, torch.from_numpy(t).permute(0, 3, 1, 2), None
         except ImageError as e:
             return i, None, str(e)
@@ -241,10 +253,11 @@ _UNSTAMPED = {"out", "overwrite", "progress", "workers", "device", "batch_size",
 def files_stamp(cfg: ExtractConfig, # the extraction's settings
                 paths, # every image of the split
                ) -> str:
-    """The settings with the size and modification time of every image and of the weights: an equal stamp means the
-    same extraction, known without building the model or reading a byte of the images (as git's index knows)."""
+    """The settings with the inode, size, modification and change times of every image and of the weights: an equal
+    stamp means the same extraction, known without building the model or reading a byte of the images (as git's index
+    knows). A copy that keeps size and mtime (`cp -p`, rsync) has another inode and ctime: it is read again."""
     def stat(p):
-        try: s = os.stat(p); return [str(p), s.st_size, s.st_mtime_ns]
+        try: s = os.stat(p); return [str(p), s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns]
         except OSError as e: return [str(p), type(e).__name__]
     w = Path(cfg.weights) if cfg.weights else None
     files = [*paths, *((sorted(w.rglob("*")) if w.is_dir() else [w]) if w else [])]
@@ -317,7 +330,7 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
         return f.view(len(views), len(x), -1).permute(1, 0, 2)   # on its device: TileBatcher copies it back
 
     ds = TileDataset(paths, boxes, sizes, list(range(start, len(ids))), size, cfg.layout, cfg.tile, cfg.clean,
-                     cfg.max_pixels)
+                     cfg.max_pixels, draft=bool(info.get("draft")))
     dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=cfg.workers, pin_memory=False,  # the batcher pins
                                      persistent_workers=False, prefetch_factor=4 if cfg.workers else None,
                                      worker_init_fn=_worker_init if cfg.workers else None)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_training.ipynb #cbce1262
 from __future__ import annotations
-import copy, dataclasses, json, math, os, time, warnings
+import copy, dataclasses, json, math, os, pickle, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -17,15 +17,15 @@ from .files import write_json, write_csv, save_tensors, save_figure
 from .losses import lds_weights
 from .models import BiomassHead, STATES
 from .runs import building_run, check_new_run, read_config, fold_files, run_folds, fold_tensors, read_fold, RunError
-from .runtime import resolve_device, set_threads
+from .runtime import resolve_device, set_threads, usable_cores
 from .store import FeatureStore, StoreError
 from .tiling import location_areas, d4_inverse
 
 # %% auto #0
 __all__ = ['AUX_NAMES', 'FeatureAugOptions', 'TrainConfig', 'head_kwargs', 'load_bags', 'grid_of', 'to_locations', 'Bags',
            'aux_targets', 'state_index', 'augment', 'fit_projection', 'project', 'predict_bags', 'fit_fold', 'ridge_cv',
-           'ridge_stack_cv', 'slice_groups', 'load_training_bags', 'fold_rows', 'extra_metrics', 'train_heads',
-           'plot_run', 'load_heads']
+           'ridge_stack_cv', 'slice_groups', 'load_training_bags', 'fold_rows', 'fold_jobs', 'extra_metrics',
+           'train_heads', 'plot_run', 'load_heads']
 
 # %% ../nbs/05_training.ipynb #08800170
 @dataclass(kw_only=True)
@@ -50,6 +50,8 @@ class TrainConfig(OutputOptions, FeatureAugOptions, CVOptions, PseudoOptions, He
     weight_decay: float = 1e-2  # AdamW weight decay
     warmup: float = 0.05  # fraction of steps with linear warm-up, then cosine decay
     patience: int = 25  # stop a fold after this many epochs without a better weighted R2
+    # folds trained at once on CPU, each in a forked one-thread process (0: one per usable core; 1: in this process)
+    fold_jobs: int = 0
     pca: int = 256  # whiten features to this many principal components (fit per fold); 0 = standardise only
     hidden: int = 512  # first hidden layer of the MLP trunk
     dropout: float = 0.3  # trunk dropout (the seed's .3/.15/.09 pattern)
@@ -73,6 +75,7 @@ class TrainConfig(OutputOptions, FeatureAugOptions, CVOptions, PseudoOptions, He
         weight_decay=(0, None),
         warmup=(0, 1),
         patience=(1, None),
+        fold_jobs=(0, None),
         pca=(0, None),
         hidden=(2, None),
         dropout=(0, 0.95),
@@ -483,17 +486,47 @@ def _with_pseudo(cfg: TrainConfig, bags: Bags, train_ids) -> tuple: # (Bags, fol
         np.where(fold < 0, -1, -2 - fold)
 
 # %% ../nbs/05_training.ipynb #be4d09f9
+def fold_jobs(cfg: TrainConfig, # the run's settings (fold_jobs, folds, device)
+             ) -> int: # how many folds train at once
+    """Heads are small: one thread runs them as fast as two, so the cores train folds side by side, each in a forked
+    process (Linux; the same folds, seeds and numbers as one at a time). On a GPU, or without fork: one."""
+    import multiprocessing as mp
+    if resolve_device(cfg.device).type != "cpu" or "fork" not in mp.get_all_start_methods(): return 1
+    return max(1, min(cfg.folds, cfg.fold_jobs or usable_cores()))
+
+_JOB = {}   # what forked fold processes read (inherited, not sent)
+
+def _fold(k, bar=None, child=True) -> dict:
+    cfg, bags, folds = _JOB["cfg"], _JOB["bags"], _JOB["folds"]
+    if child: torch.set_num_threads(1)   # a forked process: the parent's OpenMP pool does not survive fork
+    tr, va = fold_rows(folds, k)
+    b = bags
+    if cfg.lds != "none":   # label density from this fold's training images only
+        w = np.ones(tuple(bags.y.shape)); w[tr] = lds_weights(bags.y[tr].numpy(), sqrt=cfg.lds == "sqrt")
+        b = dataclasses.replace(bags, w=torch.tensor(w, dtype=torch.float32) * (1 if bags.w is None else bags.w))
+    r = fit_fold(b, tr, va, cfg, k, bar)
+    # a forked process sends its fit back as plain bytes: torch's own pickling would pass tensors through shared-memory
+    # files, which a small /dev/shm (Docker's 64 MB) or a file-size limit refuses
+    return pickle.dumps(r) if child else r
+
+def _fold_results(cfg, bags, folds, bar, jobs):
+    "Each fold's fit, in fold order: here (one job) or from `jobs` forked processes."
+    _JOB.update(cfg=cfg, bags=bags, folds=folds)
+    try:
+        if jobs == 1: yield from (_fold(k, bar, child=False) for k in range(cfg.folds))
+        else:
+            import multiprocessing as mp
+            with mp.get_context("fork").Pool(jobs) as pool:   # bytes from our own forked processes, never a file
+                yield from map(pickle.loads, pool.imap(_fold, range(cfg.folds)))
+    finally: _JOB.clear()
+
 def _cv(cfg: TrainConfig, bags: Bags, folds, bar) -> tuple:
     "Every fold: the OOF predictions, extras, curves, fold stats and fitted models."
     oof, extras, curves, stats, fits = np.zeros(tuple(bags.y.shape)), {}, [], [], []
-    for k in range(cfg.folds):
+    jobs = fold_jobs(cfg)
+    for k, r in enumerate(_fold_results(cfg, bags, folds, bar, jobs)):
         tr, va = fold_rows(folds, k)
-        b = bags
-        if cfg.lds != "none":   # label density from this fold's training images only
-            w = np.ones(tuple(bags.y.shape)); w[tr] = lds_weights(bags.y[tr].numpy(), sqrt=cfg.lds == "sqrt")
-            b = dataclasses.replace(bags, w=torch.tensor(w, dtype=torch.float32) * (1 if bags.w is None else bags.w))
-        r = fit_fold(b, tr, va, cfg, k, bar)
-        if bar is not None: bar.update(cfg.epochs - r["epochs"])
+        if bar is not None: bar.update(cfg.epochs - (r["epochs"] if jobs == 1 else 0))   # forked: a fold at a time
         oof[va] = r["val"]["pred"]; curves += r["curves"]; fits.append(r)
         for key in ("bins", "state_prob"):
             if key in r["val"]:

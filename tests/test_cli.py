@@ -43,16 +43,21 @@ def test_synth_real_schema(tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs(tmp_path):
+    "The demo's default (--vit none): vegetation only; a second run reuses all of it and adds a random-init ViT."
     args = ["demo", "--out-dir", tmp_path / "demo", "--n-train", 30, "--n-test", 4, "--size", 96, 192, "--folds", 3,
-            "--vit", "test_vit", "--vit-size", 32, "--no-progress"]
+            "--no-progress"]
     r = run(*args, check=0)
     m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert "held-out weighted R2 on 4 synthetic test images" in r.stdout and np.isfinite(m["heldout_weighted_r2"])
-    assert "random-init" in m["note"] and set(m["runs_oof_weighted_r2"]) == {"vegetation_mil", "vegetation_composition", "vegetation_density", "test_vit_random-init_mil"}
+    veg = {"vegetation_mil", "vegetation_composition", "vegetation_density"}
+    assert m["note"] == "" and set(m["runs_oof_weighted_r2"]) == veg
+    assert not list((tmp_path / "demo" / "features").glob("*vit*"))
     for f in ["submission.csv", "report.png", "ensemble.json"]: assert (tmp_path / "demo" / f).exists()
     assert len(pd.read_csv(tmp_path / "demo" / "submission.csv")) == 4 * 5
-    r = run(*args, check=0)                       # a second run reuses the dataset and the finished runs
-    assert "reusing the synthetic dataset" in r.stdout
+    r = run(*args, "--vit", "test_vit", "--vit-size", 32, check=0)   # reuses the dataset and the finished runs
+    m = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert "reusing the synthetic dataset" in r.stdout and "random-init" in m["note"]
+    assert set(m["runs_oof_weighted_r2"]) == veg | {"test_vit_random-init_mil"}
 
 
 def test_recorded_parser_is_current_and_imports_no_stage():

@@ -135,3 +135,26 @@ def test_weights_file_via_cli(ds, tmp_path):
     from image2biomass.backbones import sha256_file
     assert s.fingerprint["weights"] == sha256_file(tmp_path / "kaggle" / "test-vit" / "model.safetensors")
     assert s.shape[0] == 24
+
+
+def test_a_copy_keeping_size_and_mtime_is_read_again(tmp_path):
+    """The stamp that skips a finished extraction holds inode and ctime too: a photo replaced by a copy with its
+    size and mtime (`cp -p` of another photo of the same size) is extracted again, not taken as done."""
+    from PIL import Image
+    from image2biomass.data import make_synthetic_dataset, read_train
+    from image2biomass.extract import extract
+    d = make_synthetic_dataset(tmp_path / "data", n_train=6, n_test=1, size=(100, 200), seed=3, progress=False)
+    photo = d / read_train(d / "train.csv").image_path[0]
+    rng = np.random.default_rng(0)
+    bmp = lambda: Image.fromarray(rng.integers(0, 255, (100, 200, 3), dtype=np.uint8)).save(tmp_path / "p.bmp")
+    bmp(); shutil.copyfile(tmp_path / "p.bmp", photo)   # BMP bytes: the same size for any pixels of that shape
+    st = os.stat(photo)
+    kw = dict(data_dir=d, out=tmp_path / "s.h5", tile=64, stride=64, workers=0, progress=False)
+    before = FeatureStore(extract(**kw)).load_all()["features"][0].copy()
+    bmp(); shutil.copyfile(tmp_path / "p.bmp", tmp_path / "q")
+    os.utime(tmp_path / "q", ns=(st.st_atime_ns, st.st_mtime_ns)); os.replace(tmp_path / "q", photo)
+    assert os.stat(photo).st_size == st.st_size and os.stat(photo).st_mtime_ns == st.st_mtime_ns
+    r = run("extract", "--data-dir", d, "--out", tmp_path / "s.h5", "--tile", 64, "--stride", 64, "--workers", 0,
+            "--no-progress", "--overwrite", check=0)
+    after = FeatureStore(tmp_path / "s.h5").load_all()["features"][0]
+    assert not np.allclose(before, after), r.stdout

@@ -101,3 +101,29 @@ def test_interval_heads_and_auxiliaries(veg, tmp_path):
     assert load_file(tmp_path / "bins" / "fold0.safetensors")["model.bin_edges"].shape == (5, 4)
     r = run(*base, "--out", tmp_path / "x", "--aux-bins", 1, check=2)
     assert "--aux-bins 1" in r.stderr
+
+
+def test_folds_train_side_by_side(veg, tmp_path, monkeypatch):
+    "--fold-jobs 2: the folds run in two forked processes, with the numbers of one fold at a time in this process."
+    import os
+    from image2biomass import train_heads as th
+    ds, st = veg
+    seen, real = tmp_path / "seen", th.fit_fold
+    seen.mkdir()
+    def spy(*a, **k):
+        (seen / f"{os.getpid()}_{a[4]}").touch()
+        return real(*a, **k)
+    monkeypatch.setattr(th, "fit_fold", spy)
+    runs = {}
+    for jobs in (1, 2):
+        for f in seen.iterdir(): f.unlink()
+        runs[jobs] = th.train_heads(store=st, data_dir=ds, out=tmp_path / f"j{jobs}", head="mil", folds=3, epochs=4,
+                                    fold_jobs=jobs, ridge=False, progress=False)
+        pids = {f.name.split("_")[0] for f in seen.iterdir()}
+        assert len(list(seen.iterdir())) == 3
+        assert pids == {str(os.getpid())} if jobs == 1 else (len(pids) == 2 and str(os.getpid()) not in pids), pids
+    assert runs[1]["oof_weighted_r2"] == runs[2]["oof_weighted_r2"]
+    a, b = (pd.read_csv(tmp_path / f"j{j}" / "oof.csv") for j in (1, 2))
+    pd.testing.assert_frame_equal(a, b)
+    r = run("train-heads", "--store", st, "--data-dir", ds, "--out", tmp_path / "bad", "--fold-jobs", -1, check=2)
+    assert "--fold-jobs" in r.stderr and len(r.stderr.strip().splitlines()) == 1
