@@ -189,7 +189,7 @@ def main():
         if not ok: bad.append(k)
         secs = (f"{raw[k]:.2f} s" if k in ("heads", "demo") else f"{1e3 * raw[k]:.1f} ms" if k in ("feed", "step")
                 else f"{raw[k]:.2f}x")
-        rows.append(f"| {what[k]} | {secs} | {r:.3f} | {b if b is not None else '-'} | {change:+.0%} | "
+        rows.append(f"| {what[k]} | {secs} | {r:.4g} | {b if b is not None else '-'} | {change:+.0%} | "
                     f"{'ok' if ok else 'SLOWER'} |")
     table = ["", "| measure | raw | ratio | baseline | change | verdict |", "|---|---|---|---|---|---|", *rows, ""]
     need = GOAL_PHOTOS_S / GPU_CORES
