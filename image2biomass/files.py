@@ -226,9 +226,9 @@ def lock_path(out) -> Path:
 def output_lock(*outs, # the outputs a command writes (files or folders; empty ones are skipped)
                ):
     "Hold the lock of each output for the block (`lock_path`): one writer per output, across processes."
-    fds = []
-    try:
-        for o in sorted({Path(o).absolute() for o in outs if o}):
+    fds, named = [], [o for o in outs if o and Path(o).name not in ("", "..")]   # ".", "..": refused by the command
+    try:                                                                         # with its own line, never a lock race
+        for o in sorted({Path(o).absolute() for o in named}):
             try: fds.append(lock_file(lock_path(o), "is being written", pid=True))
             except OutputError as e:
                 who = str(e).partition("another process")[2].partition(";")[0]

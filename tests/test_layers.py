@@ -2,6 +2,7 @@
 from lower floors. A new module must be placed here; an upward import fails with the line that does it."""
 import ast
 from conftest import ROOT
+from pathlib import Path
 
 PKG = ROOT / "image2biomass"
 FLOORS = [  # README "How the package is built" explains each floor
@@ -117,3 +118,36 @@ def test_choices_are_written_once():
             try: cls(**bad)
             except config.ConfigError as e: assert re.match(f"--{k} ", str(e)), e
             else: raise AssertionError(f"{name}({bad}) accepted")
+
+
+def _declared() -> set:
+    "Distribution names the package declares (dependencies and extras), normalised."
+    import re, tomllib
+    proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = proj["dependencies"] + [r for extra in proj["optional-dependencies"].values() for r in extra]
+    return {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in reqs}
+
+
+def _imported(pkg_dir) -> set:
+    "Top-level modules the package's files import (absolute imports, anywhere in a file)."
+    import ast
+    mods = set()
+    for f in Path(pkg_dir).glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import): mods |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module: mods.add(node.module.split(".")[0])
+    return mods
+
+
+def undeclared(pkg_dir, declared) -> list:
+    "Imported third-party modules whose distribution is not declared (issue V item 5: cv2 arrived only through albumentations)."
+    import sys
+    from importlib.metadata import packages_distributions
+    dists = packages_distributions()
+    third = [m for m in _imported(pkg_dir) if m not in sys.stdlib_module_names and m != "image2biomass"]
+    return sorted(m for m in third if not {d.lower().replace("_", "-") for d in dists.get(m, [m])} & declared)
+
+
+def test_every_imported_package_is_declared():
+    assert undeclared(ROOT / "image2biomass", _declared()) == []
+    assert undeclared(ROOT / "image2biomass", _declared() - {"opencv-python-headless"}) == ["cv2"]   # the check sees it
