@@ -4,8 +4,10 @@
 
 # %% ../nbs/01_tiling.ipynb #64b7709b
 from __future__ import annotations
+from typing import get_args
 import numpy as np
 import cv2
+from .config import Layout, Views
 cv2.setNumThreads(
     0
 )  # no OpenCV thread pool: a forked DataLoader worker that inherits one deadlocks (seen under nbdev-test)
@@ -40,7 +42,7 @@ def tile_grid(h, # image height
     )
 
 # %% ../nbs/01_tiling.ipynb #88e9b7b5
-LAYOUTS = ("grid", "halves", "full")
+LAYOUTS = get_args(Layout)   # the choices as config declares them, never restated
 
 def layout_boxes(h, # image height
                  w, # image width
@@ -92,6 +94,7 @@ def tile_image(img, # (H, W, 3) uint8
 # %% ../nbs/01_tiling.ipynb #ed97f5c5
 D4 = [(k, flip) for flip in (False, True) for k in range(4)]  # (quarter turns, then horizontal flip)
 VIEWS = {"none": [0], "flips": [0, 4, 2, 6], "d4": list(range(8))}  # identity, h-flip, rot180 (= h+v flip), v-flip
+assert tuple(VIEWS) == get_args(Views), "config.Views and tiling.VIEWS name other views"   # checked at import
 
 def d4_array(a, # (H, W, ...) array
              i, # index into `D4`
