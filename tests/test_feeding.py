@@ -20,7 +20,8 @@ def test_one_loader_process_feeds_its_share_of_the_gpu(tmp_path):
     secs, cal = best(work, 2), calibration()
     rate, ratio = 24 / secs, secs / 24 / cal
     assert rate >= GOAL_PHOTOS_S / GPU_CORES or ratio <= 2 * BASE["feed"], \
-        f"{rate:.1f} photos/s per core, {GOAL_PHOTOS_S / GPU_CORES:.1f} needed; {ratio:.4g} of the calibration (baseline {BASE['feed']})"
+        (f"{rate:.1f} photos/s per core, {GOAL_PHOTOS_S / GPU_CORES:.1f} needed; "
+         f"{ratio:.4g} of the calibration (baseline {BASE['feed']})")
 
 
 def test_the_host_share_of_a_step_fits_in_the_step():

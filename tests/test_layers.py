@@ -135,12 +135,14 @@ def _imported(pkg_dir) -> set:
     for f in Path(pkg_dir).glob("*.py"):
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.Import): mods |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module: mods.add(node.module.split(".")[0])
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                mods.add(node.module.split(".")[0])
     return mods
 
 
 def undeclared(pkg_dir, declared) -> list:
-    "Imported third-party modules whose distribution is not declared (issue V item 5: cv2 arrived only through albumentations)."
+    """Imported third-party modules whose distribution is not declared (issue V item 5: cv2 arrived only through
+    albumentations)."""
     import sys
     from importlib.metadata import packages_distributions
     dists = packages_distributions()
