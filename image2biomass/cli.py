@@ -11,8 +11,7 @@ from .config import field_choices
 
 # %% auto #0
 __all__ = ['COMMANDS', 'DESCRIPTION', 'OUTPUT_OPTIONS', 'add_args', 'validate', 'folds', 'merge_stores_command', 'ensemble',
-           'train_ensemble_command', 'make_parser', 'parser_spec', 'spec_file', 'fast_parser', 'write_cli_spec',
-           'current_flags', 'main']
+           'train_ensemble_command', 'make_parser', 'parser_spec', 'spec_file', 'fast_parser', 'write_cli_spec', 'main']
 
 # %% ../nbs/08_cli.ipynb #53f12cb3
 def _arg(parser, name, p, doc, choices):
@@ -282,40 +281,6 @@ def _message(e) -> str|None:
     return None
 
 # %% ../nbs/08_cli.ipynb #4c67d2fd
-def current_flags(argv: list, # the command line's arguments
-                  known=None, # the option strings of its command (None: translate every old name)
-                 ) -> list:
-    """`argv` with renamed options and values (`config.RENAMED`, `RENAMED_VALUES`) in today's words, a line for each;
-    an abbreviated old option too, as argparse would have matched it. Only into an option the command has; an old and a
-    new name of one option given together is a `ConfigError`."""
-    from image2biomass.config import RENAMED, RENAMED_VALUES, ConfigError, flag, renamed_line
-    names, values = {flag(o): flag(n) for o, n in RENAMED.items()}, {flag(k): v for k, v in RENAMED_VALUES.items()}
-    def say(a, b): print(f"image2biomass: {renamed_line(a, b)}", file=sys.stderr)
-    def old_name(f):
-        if f in names: return f
-        if known is None or f in known or not f.startswith("--") or any(k.startswith(f) for k in known): return None
-        hits = [o for o in names if o.startswith(f)]
-        return hits[0] if len(hits) == 1 and len(f) > 3 else None
-    out, prev, given = [], None, {str(x).partition("=")[0] for x in argv}
-    for a in argv:
-        if not isinstance(a, str): out.append(a); prev = None; continue
-        f, eq, v = a.partition("=")
-        if (o := old_name(f)) and (known is None or names[o] in known):
-            if names[o] in given: raise ConfigError(f"{o} and {names[o]} are one option: give one")
-            say(f, names[o]); f = names[o]; a = f + eq + v
-        if eq and v in values.get(f, {}) and (known is None or f in known):
-            say(a, f"{f} {values[f][v]}"); a = f"{f}={values[f][v]}"
-        elif a in values.get(prev, {}) and (known is None or prev in known):
-            say(f"{prev} {a}", f"{prev} {values[prev][a]}"); a = values[prev][a]
-        out.append(a); prev = f if not eq else None
-    return out
-
-def _options(parser, argv) -> set|None:
-    "The option strings of the command in `argv` (None: no command found)."
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    cmd = next((a for a in argv if isinstance(a, str) and a in sub.choices), None)
-    return None if cmd is None else set(sub.choices[cmd]._option_string_actions)
-
 OUTPUT_OPTIONS = ("out", "detail", "maps", "out_dir")   # the options that name what a command writes
 
 def _outputs_locked(args: dict):
@@ -327,8 +292,6 @@ def _outputs_locked(args: dict):
 def main(argv=None) -> int:
     "Entry point of the `image2biomass` console script; expected errors print one clear line and exit 2."
     parser, argv = fast_parser(), sys.argv[1:] if argv is None else list(argv)
-    try: argv = current_flags(argv, _options(parser, argv))
-    except ValueError as e: print(f"image2biomass: error: {e}", file=sys.stderr); return 2
     args = vars(parser.parse_args(argv))
     name = args.pop("command"); fn = args.pop("_fn", None) or _resolve(name)[0]   # the stage is imported only now
     try:

@@ -9,10 +9,9 @@ import dataclasses, math, os, re
 from typing import Annotated, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 # %% auto #0
-__all__ = ['Head', 'Loss', 'Layout', 'Views', 'Device', 'RENAMED', 'RENAMED_VALUES', 'MAX_PIXELS', 'ConfigError', 'flag',
-           'field_choices', 'Form', 'listed', 'bounds_of', 'check_config', 'renamed_line', 'renamed', 'moved', 'Config',
-           'ImageOptions', 'BackboneOptions', 'LayoutOptions', 'HeadOptions', 'PseudoOptions', 'CVOptions',
-           'RuntimeOptions', 'CompileOptions', 'OutputOptions', 'field_docs']
+__all__ = ['Head', 'Loss', 'Layout', 'Views', 'Device', 'MAX_PIXELS', 'ConfigError', 'flag', 'field_choices', 'Form', 'listed',
+           'bounds_of', 'check_config', 'Config', 'ImageOptions', 'BackboneOptions', 'LayoutOptions', 'HeadOptions',
+           'PseudoOptions', 'CVOptions', 'RuntimeOptions', 'CompileOptions', 'OutputOptions', 'field_docs']
 
 # %% ../nbs/00b_config.ipynb #2bb93f12
 class ConfigError(ValueError):
@@ -89,59 +88,12 @@ def check_config(cfg):
                                     none_ok=f.default is None))
     return cfg
 
-# %% ../nbs/00b_config.ipynb #60cac955
-# old option name -> its name now (accepted with a line, for one release)
-RENAMED = {"img_size": "input_size", "state_every": "resume_every"}
-RENAMED_VALUES = {"layout": {"tiles": "grid"}, "method": {"weights": "convex"}}   # option -> {old value: its value now}
-
-def renamed_line(old, # what the user wrote
-                 new, # what it is called now
-                ) -> str:
-    "The one line said for a renamed option, value or name."
-    return f"{old} is now {new}; the old name works until the next release"
-
-def _say(old, new):
-    import warnings
-    warnings.warn(renamed_line(old, new), FutureWarning, stacklevel=4)
-
-def renamed(settings: dict, # option name -> value (keyword arguments, kernel parameters, a stored config)
-            quiet=False, # translate without a line (a stored config: nothing the user typed)
-           ) -> dict:
-    "`settings` in today's option names and values."
-    out = {}
-    for k, v in settings.items():
-        if k in RENAMED:
-            if RENAMED[k] in settings: raise ConfigError(f"{flag(k)} and {flag(RENAMED[k])} are one option: give one")
-            if not quiet: _say(flag(k), flag(RENAMED[k]))
-            k = RENAMED[k]
-        if isinstance(v, str) and v in RENAMED_VALUES.get(k, {}):
-            if not quiet: _say(f"{flag(k)} {v!r}", f"{flag(k)} {RENAMED_VALUES[k][v]!r}")
-            v = RENAMED_VALUES[k][v]
-        out[k] = v
-    return out
-
-# %% ../nbs/00b_config.ipynb #75e1e5cf
-def moved(module: str, # the module's __name__
-          table: dict, # old name -> its name now, in that module
-         ):
-    "A module `__getattr__` that serves renamed names for one release, with a line for each use."
-    def __getattr__(name):
-        if name not in table: raise AttributeError(f"module {module!r} has no attribute {name!r}")
-        import sys, warnings
-        warnings.warn(renamed_line(f"{module}.{name}", table[name]), FutureWarning, stacklevel=2)
-        return getattr(sys.modules[module], table[name])
-    return __getattr__
-
-__getattr__ = moved(__name__, {"validate": "check_config"})
-
 # %% ../nbs/00b_config.ipynb #bf6fd205
 @dataclasses.dataclass
 class Config:
-    "Base of the stage configs: validated when made (and when `dataclasses.replace`d); renamed values translated."
+    "Base of the stage configs: validated when made (and when `dataclasses.replace`d)."
     bounds: ClassVar[dict] = {}  # field -> (min or None, max or None), inclusive
     def __post_init__(self):
-        for name, v in renamed({n: getattr(self, n) for n in RENAMED_VALUES if hasattr(self, n)}).items():
-            setattr(self, name, v)   # an old value, with its line
         check_config(self)
 
 # %% ../nbs/00b_config.ipynb #4c946bf5

@@ -8,10 +8,9 @@ import dataclasses, hashlib, json, os
 from pathlib import Path
 import numpy as np, pandas as pd
 from scipy.optimize import minimize
-from .config import renamed
 from .data import TARGETS, TARGET_WEIGHTS, weighted_r2
 from .files import write_json, check_output
-from .runs import read_oof, RunError
+from .runs import read_oof, run_record, check_format, RunError
 
 # %% auto #0
 __all__ = ['EnsembleError', 'load_oofs', 'fit_weights', 'fit_ridge', 'blend', 'nested_score', 'build_ensemble', 'spec_blend',
@@ -104,12 +103,11 @@ def build_ensemble(runs, # run folders (train-heads or train), cross-validated o
                   ) -> dict:
     "Fit blend weights on the runs' OOF predictions; write (atomically) and return the spec, runs relative to it."
     out = check_output(out, runs, overwrite, within=runs)   # never a run's file, never inside a run
-    method = renamed({"method": method})["method"]   # --method weights: the old name of convex
     if method not in ("convex", "ridge"): raise EnsembleError(f"--method {method!r}: choose convex or ridge")
     ids, folds, y, P = load_oofs(runs)
     spec_fit = fit_weights(y, P) if method == "convex" else fit_ridge(y, P)
     rel = [os.path.relpath(Path(r).resolve(), out.resolve().parent) for r in runs]
-    spec = dict(kind="ensemble", method=method, runs=rel, folds_sha256=_folds_hash(ids, folds),
+    spec = run_record("ensemble", method=method, runs=rel, folds_sha256=_folds_hash(ids, folds),
                 run_scores={r: round(weighted_r2(y, P[i]), 5) for i, r in enumerate(rel)},
                 in_sample_weighted_r2=round(weighted_r2(y, blend(P, spec_fit)), 5),
                 nested_weighted_r2=round(nested_score(y, P, folds, method), 5), n_images=len(ids))
@@ -144,6 +142,8 @@ def load_ensemble(path) -> dict:
     except (ValueError, UnicodeDecodeError) as e: raise EnsembleError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(spec, dict) or spec.get("kind") != "ensemble":
         raise EnsembleError(f"{path} is not an ensemble spec")
+    try: check_format(spec, path)
+    except RunError as e: raise EnsembleError(str(e)) from None
     runs, roots = spec.get("runs"), [path.resolve().parent.parent, Path.cwd().resolve()]  # the spec's project, or here
     if not isinstance(runs, list) or not runs or not all(isinstance(r, str) and r.strip() for r in runs):
         raise EnsembleError(f"{path}: field runs must be a non-empty list of run folders (strings, relative to the "
@@ -190,7 +190,7 @@ def _check_blend(path, # the spec file, for the messages
                  n_runs, # how many runs it blends
                 ):
     "Raise `EnsembleError` naming the spec and the field unless its blend has the right types and shapes."
-    method = renamed({"method": spec.get("method")}, quiet=True)["method"]   # specs written before: weights
+    method = spec.get("method")
     if method not in ("convex", "ridge"):
         raise EnsembleError(f"{path}: field method is {_show(spec.get('method'))}; expected convex or ridge")
     key = "weights" if method == "convex" else "ridge"   # the table of the blend
@@ -218,7 +218,7 @@ def train_ensemble(backbones: list, # backbone names, e.g. dinov2_base convnext_
     """Fine-tune every backbone with the same settings and folds (out/<backbone>), then fit the ensemble; returns the
     spec."""
     from image2biomass.finetune import finetune, FinetuneConfig
-    cfg = dataclasses.replace(cfg or FinetuneConfig(out="runs/ens"), **renamed(kwargs))
+    cfg = dataclasses.replace(cfg or FinetuneConfig(out="runs/ens"), **kwargs)
     out = Path(cfg.out)
     if weights_dir: os.environ["IMAGE2BIOMASS_WEIGHTS"] = str(weights_dir)
     runs = []

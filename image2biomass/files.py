@@ -7,7 +7,7 @@ kill, a full disk or a crash leaves the old file or the new one, never a torn on
 from __future__ import annotations
 import contextlib, errno, hashlib, json, os, signal, sys, tempfile, time
 from pathlib import Path
-from .config import moved
+
 
 # %% auto #0
 __all__ = ['fsync_dir', 'atomic_path', 'write_text', 'write_json', 'write_csv', 'tensors_sha256', 'save_tensors', 'save_figure',
@@ -341,10 +341,6 @@ class ResumeStateWriter:
     def wait(self):
         if self.thread is not None: self.thread.join(); self.thread = None
         if self.error is not None: e, self.error = self.error, None; raise e
-
-__getattr__ = moved(__name__, {"StateError": "ResumeStateError", "StateWriter": "ResumeStateWriter",
-                                "save_state": "save_resume_state", "load_state": "load_resume_state"})
-# the resume state, named apart from the Australian State
 
 # %% ../nbs/00a_files.ipynb #c19e11c2
 def _interactive() -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, get_args
 import numpy as np, pandas as pd, torch, torch.nn as nn
-from .config import Config, ConfigError, renamed, Head, Layout, listed
+from .config import Config, ConfigError, Head, Layout, listed
 from .config import (OutputOptions, CompileOptions, RuntimeOptions, ImageOptions, BackboneOptions, LayoutOptions,
                                   HeadOptions, PseudoOptions, CVOptions)
 from image2biomass.data import (
@@ -36,6 +36,7 @@ from image2biomass.runs import (
     start_run,
     swap_in,
     read_config,
+    run_record,
     fold_files,
     fold_tensors,
     read_fold,
@@ -862,14 +863,14 @@ def _prepare(cfg: FinetuneConfig, out: Path, part: Path):
             raise RunError(f"{part} was started on other data: {cfg.data_dir}/train.csv, --pseudo-labels or the bytes "
                            "of a photo they name changed since; resume needs the same data: start again with "
                            "--overwrite")
-        old = renamed(read_config(part)["config"], quiet=True)   # a run started before a rename
+        old = read_config(part)["config"]
         diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in _VOLATILE and old.get(k) != v}
         if diff:
             said = ", ".join(f"--{k.replace('_', '-')}: {a!r} then, {b!r} now" for k, (a, b) in list(diff.items())[:3])
             raise RunError(f"{part} was started with other settings ({said}); resume with the same options, or start "
                            "again with --overwrite")
     start_run(out, overwrite=cfg.overwrite or (cfg.resume and part.exists()), resume=cfg.resume)
-    write_json(part / "config.json", dict(kind="finetune", config=asdict(cfg), data_sha256=data))
+    write_json(part / "config.json", run_record("finetune", config=asdict(cfg), data_sha256=data))
 
 def _data_sha256(cfg: FinetuneConfig) -> str:
     """sha256 of what a run trains on: the CSVs (train.csv, the pseudo-labels) and the bytes of every photo they name
@@ -903,7 +904,7 @@ def _samples(cfg: FinetuneConfig) -> tuple: # (Samples, train frame, folds, pseu
 # %% ../nbs/05b_finetune.ipynb #dd4e4661
 def finetune(cfg: FinetuneConfig = None, **kwargs) -> dict:
     "Cross-validated fine-tuning; writes runs/NAME like train-heads (oof.csv, metrics.json, fold checkpoints, plots)."
-    cfg = dataclasses.replace(cfg or FinetuneConfig(), **renamed(kwargs))   # old option names: a line each
+    cfg = dataclasses.replace(cfg or FinetuneConfig(), **kwargs)
     out = Path(cfg.out); part = partial_path(out)
     _refuse_pickles(out, part)
     if cfg.resume and out.exists() and not part.exists() and (out / "metrics.json").exists():
@@ -972,7 +973,7 @@ def _finish(cfg, out, part, df, s: Samples, folds, res, world, seconds, extra) -
     if extra is not None: metrics["pseudo_labelled_images"] = len(extra)
     write_json(
         part / "config.json",
-        dict(kind="finetune", config=asdict(cfg), backbone=r0["info"], head_kwargs=r0["head_kwargs"]),
+        run_record("finetune", config=asdict(cfg), backbone=r0["info"], head_kwargs=r0["head_kwargs"]),
     )
     write_csv(pd.DataFrame({"image_id": df.image_id, "fold": folds, **{t: y[:, j] for j, t in enumerate(TARGETS)},
                             **{f"pred_{t}": oof[:, j] for j, t in enumerate(TARGETS)}})[done], part / "oof.csv")

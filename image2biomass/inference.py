@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch
 from scipy.optimize import nnls
-from .config import Config, ConfigError, renamed, moved, Views
+from .config import Config, ConfigError, Views
 from .config import OutputOptions, RuntimeOptions, ImageOptions
 from .runtime import set_threads, loader_workers
 from image2biomass.data import (
@@ -100,8 +100,6 @@ def _check_weights(fp, weights, what):
             f"{what} was trained on features of {fp['backbone']} weights sha256 {fp['weights'][:12]}..., but {f} "
             "holds other weights; pass the same weights with --weights"
         )
-
-__getattr__ = moved(__name__, {"validate_submission": "check_submission", "run_kind": "run_type"})   # one release
 
 # %% ../nbs/07_inference.ipynb #5c3da0a1
 _STORES_READY = {}  # stores extract_like made or checked in this process -> the state of their files then
@@ -222,7 +220,7 @@ def _finetune_model(run, cj, fold_file, weights):
     info = cj["backbone"]
     cfg = FinetuneConfig(
         **{
-            **renamed(cj["config"], quiet=True),   # a run trained before an option was renamed
+            **cj["config"],
             "random_init": info["weights"] == "random-init",
             "weights": None if info["weights"] == "random-init" else (weights or info.get("weights_file")),
         }
@@ -473,7 +471,7 @@ def _head_of(run) -> str:
     "The head a run trained (fine-tuned auto: mil on a grid of tiles, mlp otherwise)."
     c = read_config(run).get("config", {})
     h = c.get("head", "")
-    return h if h != "auto" else ("mil" if renamed(c, quiet=True).get("layout") == "grid" else "mlp")
+    return h if h != "auto" else ("mil" if c.get("layout") == "grid" else "mlp")
 
 # %% ../nbs/07_inference.ipynb #64e279fd
 def _predict_runs(cfg, runs, types, d, ids, paths) -> tuple: # ((runs, n, 5), maps of a density run or None, stores)

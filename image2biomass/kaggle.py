@@ -8,7 +8,7 @@ import contextlib, dataclasses, json, math, os, re, shutil, subprocess, sys
 from typing import get_type_hints
 from pathlib import Path
 from .data import make_synthetic_dataset
-from .config import ConfigError, field_choices, field_docs, flag, renamed, RENAMED, bounds_of, _check as _check_field
+from .config import ConfigError, field_choices, field_docs, flag, bounds_of, _check as _check_field
 from .runs import swap_in
 from .files import partial_path
 
@@ -157,7 +157,6 @@ def kernel_config(cls, # a stage's config class
     fields = {f.name for f in dataclasses.fields(cls)}
     names = [n for n, _, _, c in kernel_fields(kernel) if c is not None and n in fields]
     given = {n: ns[n] for n in names if n not in fixed}
-    given.update(renamed({o: ns[o] for o, n in RENAMED.items() if o in ns and n in given}))   # old parameter names
     try: return cls(**{**given, **fixed})
     except ConfigError as e: raise ConfigError(f"kernel parameter: {as_parameters(str(e), params)}") from None
 
@@ -239,7 +238,6 @@ def kernel_params(kernel, # extract | train | infer
     if not isinstance(params, dict):
         raise ConfigError(f"--params {params!r}: a JSON object of kernel parameters, e.g. '{{\"tta\": \"d4\"}}'")
     fields, out = {n: (d, c) for n, d, _, c in kernel_fields(kernel)}, {}
-    params = renamed(params)   # old parameter names and values: a line each
     for k, v in params.items():
         if k not in fields:
             raise ConfigError(f"--params {k!r}: not a parameter of the {kernel} kernel; choose from {list(fields)}")

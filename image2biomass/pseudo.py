@@ -10,7 +10,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd
-from .config import Config, ConfigError, renamed, Views
+from .config import Config, ConfigError, Views
 from .config import OutputOptions, RuntimeOptions
 from .data import TARGETS, read_test, read_train, weighted_r2
 from .files import write_csv, write_json, partial_path
@@ -109,7 +109,7 @@ def _retrain(student, labels_csv, round_dir, cfg: PseudoConfig, d) -> Path:
     "Retrain the student with the pseudo-labels into round_dir (a complete run)."
     c = read_config(student)
     base = dict(
-        renamed(c["config"], quiet=True),   # a student trained before an option was renamed
+        c["config"],
         out=str(round_dir),
         pseudo_labels=str(labels_csv),
         pseudo_weight=cfg.weight,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import numpy as np, torch
-from .config import moved
+
 
 # %% auto #0
 __all__ = ['IMAGENET', 'HF_ARCHS', 'COMPARED', 'META_ARCHS', 'perturb_', 'hf_reference', 'native_size', 'hf_features',
@@ -100,8 +100,6 @@ def _timm_model(arch, width, depth):
     return _create(
         "convnext_tiny", 224, dict(dims=[width // 4, width // 2, width * 3 // 4, width], depths=[1, 1, depth, 1])
     )
-
-__getattr__ = moved(__name__, {"HF_KINDS": "HF_ARCHS", "META_KINDS": "META_ARCHS"})   # renamed: one release
 
 # %% ../nbs/02d_reference.ipynb #afa4b968
 _META_CNX = [

@@ -11,8 +11,9 @@ import pandas as pd
 from .files import fsync_dir, write_json, load_tensors, partial_path
 
 # %% auto #0
-__all__ = ['RUN_MARKER', 'KEPT', 'RunError', 'swap_in', 'check_new_run', 'start_run', 'building_run', 'read_config', 'run_folds',
-           'fold_files', 'fold_tensors', 'read_fold', 'read_oof']
+__all__ = ['RUN_MARKER', 'KEPT', 'FORMAT_VERSION', 'RunError', 'swap_in', 'check_new_run', 'start_run', 'building_run',
+           'run_record', 'check_format', 'read_config', 'run_folds', 'fold_files', 'fold_tensors', 'read_fold',
+           'read_oof']
 
 # %% ../nbs/00c_runs.ipynb #a8c7b407
 class RunError(ValueError):
@@ -109,16 +110,37 @@ def building_run(out, # the run folder to create
     swap_in(part, out)
 
 # %% ../nbs/00c_runs.ipynb #ef7334f8
+FORMAT_VERSION = 2   # of run folders and ensemble specs; 1: written before format_version was recorded
+_COMMAND = dict(heads="train-heads", finetune="train", state="state", ensemble="ensemble")   # what re-creates each
+
+def run_record(kind: str, # heads | finetune | state | ensemble: what the file describes
+               **fields, # what else it records (config, backbone, metrics, ...)
+              ) -> dict:
+    "The JSON of a run's config.json or an ensemble spec: its kind and this format's version first."
+    return dict(format_version=FORMAT_VERSION, kind=kind, **fields)
+
+def check_format(record, # a run's config.json or an ensemble spec, as read
+                 path, # its file, for the message
+                ) -> dict:
+    "`record` if written in this format; else `RunError` naming its format and the command that re-creates it."
+    v = record.get("format_version", 1) if isinstance(record, dict) else None
+    if v != FORMAT_VERSION:
+        cmd = _COMMAND.get(record.get("kind") if isinstance(record, dict) else None, "its command")
+        raise RunError(f"{path} is in format {v} (this version reads format {FORMAT_VERSION}, options and values "
+                       f"renamed: CHANGELOG.md); re-create it with image2biomass {cmd}")
+    return record
+
 def read_config(run) -> dict:
-    "A run's config.json; `RunError` naming the folder if it is not a complete run."
+    "A run's config.json; `RunError` naming the folder if it is not a complete run of this format."
     run = Path(run)
     if not (run / "config.json").is_file():
         part = partial_path(run)
         hint = f" (an unfinished run is in {part.name}: rerun its command)" if part.exists() else ""
         raise RunError(f"{run} is not a run folder (no config.json){hint}")
-    try: return json.loads((run / "config.json").read_text())
+    try: record = json.loads((run / "config.json").read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise RunError(f"{run / 'config.json'}: not valid JSON ({e}); the run is damaged") from None
+    return check_format(record, run / "config.json")
 
 def run_folds(run) -> list:
     "[(fold index, checkpoint)] of a complete run: every fold its config trained, or `RunError` naming the missing."

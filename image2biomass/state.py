@@ -14,7 +14,7 @@ from .config import Config, ConfigError, OutputOptions, CVOptions
 from .data import TARGETS, read_train, make_folds, DataError
 from .files import write_json, write_csv, save_tensors, save_figure
 from .models import STATES
-from .runs import building_run, check_new_run, read_config, RunError
+from .runs import building_run, check_new_run, read_config, run_record, RunError
 from .store import FeatureStore, StoreError
 from .train_heads import load_bags, state_index
 
@@ -120,8 +120,8 @@ def _write_state_run(cfg, out, fit, ids, folds, s, oof, conf, metrics, store):
         save_tensors({k: torch.tensor(v, dtype=torch.float64) for k, v in fit.items()}, part / "state.safetensors")
         write_json(
             part / "config.json",
-            dict(
-                kind="state",
+            run_record(
+                "state",
                 config=asdict(cfg),
                 states=list(STATES),
                 rules=metrics["rules"],

@@ -16,7 +16,8 @@ from .data import (TARGETS, read_train, make_folds, weighted_r2, r2_breakdown, D
 from .files import write_json, write_csv, save_tensors, save_figure
 from .losses import lds_weights
 from .models import BiomassHead, STATES
-from .runs import building_run, check_new_run, read_config, fold_files, run_folds, fold_tensors, read_fold, RunError
+from .runs import (building_run, check_new_run, read_config, run_record, fold_files, run_folds,
+                                 fold_tensors, read_fold, RunError)
 from .runtime import resolve_device, set_threads, usable_cores
 from .store import FeatureStore, StoreError
 from .tiling import location_areas, d4_inverse
@@ -644,8 +645,8 @@ def _write_run(cfg, out, ids, folds, y, oof, curves, fits, metrics, store, bags)
                                    per_fold="fold" in pl and bool((pl.fold >= 0).any()))
         write_json(
             part / "config.json",
-            dict(
-                kind="heads",
+            run_record(
+                "heads",
                 config=asdict(cfg),
                 head_kwargs=hk,
                 feature_dim=int(bags.X.shape[-1]),

@@ -28,23 +28,24 @@ def test_train_each_layout(ds, tmp_path, layout):
     assert sorted(p.name for p in out.glob("fold*")) == ["fold0.safetensors", "fold1.safetensors"]
 
 
-def test_old_option_names_still_work(ds, tmp_path):
-    """Renamed options (issue O): train's --img-size, --layout tiles and --state-every work with one line each; a run whose
-    config.json was written before the rename predicts exactly as it did, without a line (the user typed nothing)."""
-    out, old = tmp_path / "r", [("--img-size" if a == "--input-size" else a) for a in TINY]
-    r = run("train", "--data-dir", ds, "--out", out, "--layout", "tiles", "--epochs", 1, "--folds", 2, *old,
-            "--state-every", 1, check=0)
-    for line in ["--img-size is now --input-size", "--layout tiles is now --layout grid", "--state-every is now --resume-every"]:
-        assert line in r.stderr, r.stderr
+def test_old_names_are_refused_and_an_old_run_gets_one_line(ds, tmp_path):
+    """No compatibility layer before a first release (issue V): the old names (--img-size, --layout tiles,
+    --state-every) are refused by the parser; a run folder written before `format_version` gets one line naming its
+    format and the command that re-creates it (not a translation, not a traceback)."""
+    for old in (["--img-size", 32], ["--layout", "tiles"], ["--state-every", 1]):
+        r = run("train", "--data-dir", ds, "--out", tmp_path / "x", *old, check=2)
+        assert str(old[0] if old[0] != "--layout" else "'tiles'") in r.stderr, r.stderr
+    out = tmp_path / "r"
+    run("train", "--data-dir", ds, "--out", out, "--epochs", 1, "--folds", 2, *TINY, check=0)
     c = json.loads((out / "config.json").read_text())
-    assert c["config"]["layout"] == "grid" and c["config"]["input_size"] == 32 and "img_size" not in c["config"]
-    pred = ["predict", "--runs", out, "--data-dir", ds, "--workers", 0, "--no-progress"]
-    run(*pred, "--out", tmp_path / "a.csv", check=0)
-    c["config"]["img_size"] = c["config"].pop("input_size"); c["config"]["layout"] = "tiles"
+    assert c["format_version"] == 2
+    c.pop("format_version"); c["config"]["img_size"] = c["config"].pop("input_size")
     (out / "config.json").write_text(json.dumps(c))
-    r = run(*pred, "--out", tmp_path / "b.csv", check=0)
-    assert "is now" not in r.stderr, r.stderr
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv"))
+    r = run("predict", "--runs", out, "--data-dir", ds, "--workers", 0, "--no-progress", "--out", tmp_path / "a.csv",
+            check=2)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{out / 'config.json'} is in format 1" in lines[0], r.stderr
+    assert "re-create it with image2biomass train" in lines[0] and not (tmp_path / "a.csv").exists()
 
 
 def test_image_cache_decodes_each_photo_once_per_run(ds, tmp_path, monkeypatch):

@@ -136,20 +136,19 @@ def test_the_good_spec_predicts(world, tmp_path):
     assert len(pd.read_csv(tmp_path / "sub.csv")) == 3 * 5
 
 
-def test_old_blend_method_name_still_works(world, tmp_path):
-    """Issue O: the convex blend was called `weights` (a word that also means checkpoints): `ensemble --method weights`
-    still works with one line, and a spec written with method 'weights' predicts as before, without a line."""
+def test_a_spec_of_an_older_format_is_refused_with_one_line(world, tmp_path):
+    """No compatibility layer before a first release (issue V): `ensemble --method weights` (the convex blend's name
+    before) is an invalid choice, and a spec written without `format_version` gets one line naming its format and the
+    command that re-creates it, without predicting."""
     runs = [world["sw"] / "trial000", world["sw"] / "trial001"]
-    r = run("ensemble", *runs, "--method", "weights", "--out", tmp_path / "old.json", check=0)
-    assert "--method weights is now --method convex" in r.stderr, r.stderr
-    spec = json.loads((tmp_path / "old.json").read_text())
-    assert spec["method"] == "convex" and spec["weights"] == json.loads(world["ens"].read_text())["weights"]
+    r = run("ensemble", *runs, "--method", "weights", "--out", tmp_path / "old.json", check=2)
+    assert "--method 'weights': choose convex or ridge" in r.stderr and not (tmp_path / "old.json").exists(), r.stderr
+    spec = json.loads(world["ens"].read_text()); spec.pop("format_version")
     old = world["ens"].with_name(f"old-{tmp_path.name}.json")   # beside the good one: its runs stay inside the project
-    old.write_text(json.dumps({**spec, "method": "weights", "runs": json.loads(world["ens"].read_text())["runs"]}))
-    pred = ["--data-dir", world["ds"], "--workers", 0, "--no-progress"]
+    old.write_text(json.dumps({**spec, "method": "weights"}))
     try:
-        run("predict", "--ensemble", world["ens"], *pred, "--out", tmp_path / "a.csv", check=0)
-        r = run("predict", "--ensemble", old, *pred, "--out", tmp_path / "b.csv", check=0)
+        r = run("predict", "--ensemble", old, "--data-dir", world["ds"], "--workers", 0, "--no-progress", "--out",
+                tmp_path / "b.csv", check=2)
     finally: old.unlink()
-    assert "is now" not in r.stderr, r.stderr
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv"))
+    assert f"{old} is in format 1 (this version reads format 2" in _error(r) and "image2biomass ensemble" in _error(r)
+    assert not (tmp_path / "b.csv").exists()
