@@ -9,9 +9,10 @@ import dataclasses, math, os, re
 from typing import Annotated, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 # %% auto #0
-__all__ = ['Head', 'Loss', 'Layout', 'Views', 'Device', 'MAX_PIXELS', 'ConfigError', 'flag', 'field_choices', 'Form', 'listed',
-           'bounds_of', 'check_config', 'Config', 'ImageOptions', 'BackboneOptions', 'LayoutOptions', 'HeadOptions',
-           'PseudoOptions', 'CVOptions', 'RuntimeOptions', 'CompileOptions', 'OutputOptions', 'field_docs']
+__all__ = ['Head', 'Loss', 'Layout', 'Views', 'OnError', 'Device', 'MAX_PIXELS', 'ConfigError', 'flag', 'field_choices', 'Form',
+           'listed', 'bounds_of', 'check_config', 'Config', 'ImageOptions', 'BackboneOptions', 'LayoutOptions',
+           'HeadOptions', 'PseudoOptions', 'CVOptions', 'RuntimeOptions', 'CompileOptions', 'OutputOptions',
+           'field_docs']
 
 # %% ../nbs/00b_config.ipynb #2bb93f12
 class ConfigError(ValueError):
@@ -29,6 +30,7 @@ Head = Literal["mlp", "mil", "composition", "density"]  # the heads of `04_model
 Loss = Literal["smoothl1", "ziln"]  # the training losses of `03_losses`
 Layout = Literal["grid", "halves", "full"]  # how a photo is cut for a backbone (`01_tiling`)
 Views = Literal["none", "flips", "d4"]  # transformed copies of a tile: stored views, test-time augmentation
+OnError = Literal["stop", "skip"]  # an unreadable photo: stop with its line, or skip it with its line
 
 @dataclasses.dataclass(frozen=True)
 class Form:

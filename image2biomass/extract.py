@@ -11,7 +11,7 @@ import numpy as np, torch
 from PIL import Image, UnidentifiedImageError
 from . import __version__
 from typing import ClassVar, Literal
-from .config import Config, ConfigError, Views
+from .config import Config, ConfigError, Views, OnError
 from .config import OutputOptions, CompileOptions, RuntimeOptions, ImageOptions, BackboneOptions, LayoutOptions
 from .files import check_output
 from .runtime import resolve_device, prepare_device, autocast, Dist, set_threads, loader_workers
@@ -48,7 +48,7 @@ class ExtractConfig(OutputOptions, CompileOptions, RuntimeOptions, LayoutOptions
     # CUDA: bf16 autocast (float32 norms and residuals), or the whole model cast to bf16 (faster; bf16 rounding)
     precision: Literal["autocast", "bf16"] = "autocast"
     compression: Literal["none", "lzf"] = "none"  # applied once the store is complete
-    on_error: Literal["stop", "skip"] = "stop"  # what to do with an unreadable (or oversized) image
+    on_error: OnError = "stop"  # what to do with an unreadable (or oversized) image
     shard: str = ""  # i/N: extract only images j with j % N == i (set automatically under torchrun)
     commit_every: int = 8  # images per durable commit
     bounds: ClassVar[dict] = dict(batch_size=(0, None), commit_every=(1, None))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 import numpy as np, pandas as pd, torch
 from scipy.optimize import nnls
-from .config import Config, ConfigError, Views
+from .config import Config, ConfigError, Views, OnError
 from .config import OutputOptions, RuntimeOptions, ImageOptions
 from .runtime import set_threads, loader_workers
 from image2biomass.data import (
@@ -34,10 +34,10 @@ from .runs import (read_config, fold_files, run_folds, read_oof, read_fold, RunE
 from .store import FeatureStore, StoreError
 
 # %% auto #0
-__all__ = ['M', 'COMPONENTS', 'project_mass_balance', 'SubmissionError', 'check_submission', 'run_type', 'extract_like',
-           'predict_heads_run', 'predict_finetune_run', 'density_image', 'draw_density', 'redraw_density',
-           'density_figure', 'write_maps', 'map_notes', 'apply_state_rules', 'PredictConfig', 'predict', 'flag_images',
-           'draw_attention']
+__all__ = ['M', 'COMPONENTS', 'PHOTO_SUFFIXES', 'project_mass_balance', 'SubmissionError', 'check_submission', 'run_type',
+           'extract_like', 'predict_heads_run', 'predict_finetune_run', 'density_image', 'draw_density',
+           'redraw_density', 'density_figure', 'write_maps', 'map_notes', 'apply_state_rules', 'PredictConfig',
+           'predict', 'flag_images', 'draw_attention', 'find_photos', 'photo_ids', 'predict_images']
 
 # %% ../nbs/07_inference.ipynb #7a902418
 M = np.zeros((5, 3))   # (Green, Dead, Clover) -> the 5 targets in TARGETS order
@@ -409,7 +409,11 @@ class PredictConfig(OutputOptions, RuntimeOptions, ImageOptions):   # groups las
     runs: tuple = ()  # run folders to average (ignored with --ensemble)
     ensemble: str = ""  # ensemble spec (from image2biomass ensemble / train-ensemble)
     split: Literal["test", "train"] = "test"  # train: score the runs on their own training images
-    out: str = "submission.csv"  # the submission to write
+    out: str = "submission.csv"  # the submission to write (with --images: the photos' table, default predictions.csv)
+    # photos to predict instead of the data folder's split: files, folders (their image files), glob patterns
+    images: tuple = ()
+    recursive: bool = False  # --images: also the photos in sub-folders of its folders, and ** in its patterns
+    on_error: OnError = "skip"  # --images: an unreadable photo is skipped with a line each (stop: exit 2 instead)
     # test-time augmentation of fine-tuned runs (heads average the store's views)
     tta: Views = "none"
     weights: str = None  # backbone weights for cached-feature and LoRA runs (checked against the training ones)
@@ -446,6 +450,8 @@ def _check_options(cfg: PredictConfig, types, runs):
         raise ConfigError("--postprocess state-rules needs --state-run RUN")
     if cfg.state_run and cfg.postprocess != "state-rules":
         raise ConfigError("--state-run is used by --postprocess state-rules only")
+    if not cfg.images and (cfg.recursive or cfg.on_error != "skip"):
+        raise ConfigError(f"--{'recursive' if cfg.recursive else 'on-error'} applies to --images only")
     if cfg.interval != PredictConfig.interval and not (cfg.detail or cfg.maps):   # an option that would do nothing
         raise ConfigError(f"--interval {cfg.interval} sets the intervals of --detail (and the maps' titles): give "
                           "--detail FILE or --maps DIR with it")
@@ -503,12 +509,10 @@ def _state_probs(cfg, d, ids) -> np.ndarray:
                       batch_size=cfg.batch_size, progress=cfg.progress, what=cfg.state_run)
     return state_proba(fit, pooled_features(st, ids, sc["config"].get("slices", ""), split=cfg.split)[0]), sc["rules"]
 
-# %% ../nbs/07_inference.ipynb #02ebec89
-def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
-    "Predict the split with runs or an ensemble; write a validated submission (an existing file only with overwrite)."
-    cfg = dataclasses.replace(cfg or PredictConfig(), **kwargs)
-    out, d = Path(cfg.out), Path(cfg.data_dir)
-    runs, spec = _runs_of(cfg)
+# %% ../nbs/07_inference.ipynb #d1e2f3a4b5c60001
+def _check_outputs(cfg: PredictConfig, d, runs):
+    "Refuse, before any work, a --out or --detail that is an input, lies in a run, exists (without --overwrite)."
+    out = Path(cfg.out)
     inputs = [*(d / n for n in ("train.csv", "test.csv", "sample_submission.csv", "test_labels.csv")),  # never replaced
               *runs, *([cfg.ensemble] if cfg.ensemble else [])]
     check_output(out, inputs, cfg.overwrite, within=runs)
@@ -517,14 +521,9 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
         check_output(cfg.detail, inputs, cfg.overwrite, flag="--detail", within=runs)
         check_writable(Path(cfg.detail).parent)                    # before the submission is written
     check_writable(out.parent)                                     # before any long work
-    set_threads(loader_workers(cfg.workers, cfg.device))
-    types = [run_type(r) for r in runs]
-    _check_options(cfg, types, runs)
-    if cfg.maps: _check_maps(cfg, d, runs)
-    rd = read_test if cfg.split == "test" else read_train
-    df = rd(d / f"{cfg.split}.csv", data_dir=d, allow_outside=cfg.allow_outside_paths)
-    ids, paths = list(df.image_id), [d / p for p in df.image_path]
-    P, maps, stores = _predict_runs(cfg, runs, types, d, ids, paths)
+
+def _postprocess(cfg: PredictConfig, runs, spec, P, d, ids) -> tuple: # (balanced grams (n, 5), a note on the rules)
+    "Blend the runs, clip or apply the State rules as asked, and project onto the mass balance."
     pred = blend(P, spec_blend(spec)) if spec is not None else P.mean(0)
     if cfg.postprocess == "clip":
         pred = np.minimum(pred, np.max([read_oof(r)[TARGETS].max().to_numpy() for r in runs], 0) * 1.5)
@@ -536,6 +535,24 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
             ", ".join(f"{st}: {n} image(s), {' '.join(rules[st])} set to 0" for st, n in changed.items())
             or "no image changed"
         )
+    return pred, note
+
+
+# %% ../nbs/07_inference.ipynb #02ebec89
+def _predict_split(cfg: PredictConfig) -> tuple: # (submission with .attrs["detail"] when made, the line to say)
+    "Predict the data folder's split, write the submission (and --detail, --maps); return it and what to say."
+    out, d = Path(cfg.out), Path(cfg.data_dir)
+    runs, spec = _runs_of(cfg)
+    _check_outputs(cfg, d, runs)
+    set_threads(loader_workers(cfg.workers, cfg.device))
+    types = [run_type(r) for r in runs]
+    _check_options(cfg, types, runs)
+    if cfg.maps: _check_maps(cfg, d, runs)
+    rd = read_test if cfg.split == "test" else read_train
+    df = rd(d / f"{cfg.split}.csv", data_dir=d, allow_outside=cfg.allow_outside_paths)
+    ids, paths = list(df.image_id), [d / p for p in df.image_path]
+    P, maps, stores = _predict_runs(cfg, runs, types, d, ids, paths)
+    pred, note = _postprocess(cfg, runs, spec, P, d, ids)
     sub = _validated(to_submission(ids, pred), d, cfg.split)
     wanted = cfg.detail or (cfg.maps and maps is not None)
     detail = _detail(cfg, runs, spec, ids, paths, pred, stores) if wanted else None
@@ -545,17 +562,19 @@ def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
     if cfg.maps and maps is not None:
         with building_run(cfg.maps, overwrite=cfg.overwrite) as part:   # complete, then swapped in whole
             write_maps(part, ids, paths, maps, _clean_of(runs, types), map_notes(detail, ids, cfg.interval))
-    if cfg.progress:
-        print(
-            f"wrote {out}: {len(sub)} rows for {len(ids)} images from {len(runs)} "
-            f"run(s){' (ensemble)' if spec else ''}{note}"
-            + (
-                f"; density maps in {cfg.maps}"
-                if cfg.maps and maps is not None
-                else "; no density run, no maps" if cfg.maps else ""
-            )
-        )
+    said = ("; no density run, no maps" if maps is None else f"; density maps in {cfg.maps}") if cfg.maps else ""
+    return sub, (f"wrote {out}: {len(sub)} rows for {len(ids)} images from {len(runs)} "
+                 f"run(s){' (ensemble)' if spec else ''}{note}{said}")
+
+def predict(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
+    """Predict the split with runs or an ensemble; write a validated submission (an existing file only with
+    overwrite). With `images`, predict those photos instead (`predict_images`)."""
+    cfg = dataclasses.replace(cfg or PredictConfig(), **kwargs)
+    if cfg.images: return predict_images(cfg)
+    sub, said = _predict_split(cfg)
+    if cfg.progress: print(said)
     return sub
+
 
 # %% ../nbs/07_inference.ipynb #17abb216
 def _detail(cfg, runs, spec, ids, paths, pred, stores) -> pd.DataFrame:
@@ -587,10 +606,10 @@ def flag_images(runs, # runs cross-validated on the same images and folds (their
     """`ood_flags` of predicted images: features against the training images of the first heads run, exposure against
     the training photos, and the range."""
     from image2biomass.ensemble import load_oofs
-    from image2biomass.intervals import ood_flags, photo_stats
+    from image2biomass.intervals import ood_flags, photo_stats, photo_form, form_reasons
     oid, folds, y, _ = load_oofs(runs)
     dist, tdist, note = _feature_distances(stores, list(oid), folds, ids, split)
-    photo = train_photo = None
+    photo = train_photo = None; form = [""] * len(ids)
     if paths is not None:
         train_paths, why = _training_photos(runs, list(oid), data_dir, allow_outside)
         if train_paths is None: note += why
@@ -598,7 +617,10 @@ def flag_images(runs, # runs cross-validated on the same images and folds (their
             photo, train_photo = photo_stats(paths, max_pixels), photo_stats(train_paths, max_pixels)
             if not np.isfinite(train_photo).all(1).any():
                 photo = train_photo = None; note += " (no training photo could be read: no exposure check)"
-    return (*ood_flags(pred, y, dist, tdist, photo=photo, train_photo=train_photo), note)
+            form = form_reasons(photo_form(paths), photo_form(train_paths, grey=False))
+    flag, reason = ood_flags(pred, y, dist, tdist, photo=photo, train_photo=train_photo)
+    reason = np.array(["; ".join(filter(None, (r, f))) for r, f in zip(reason, form)], dtype=object)
+    return flag | np.array([bool(f) for f in form], bool), reason, note
 
 def _training_photos(runs, train_ids, data_dir, allow_outside=False) -> tuple: # (photo paths or None, note on why not)
     "The runs' training photos: from `data_dir`'s train.csv, else from the folder the first run was trained on."
@@ -662,3 +684,111 @@ def draw_attention(ax, # matplotlib axes
     w = a / max(a.max(), 1e-12)
     ax.scatter((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, s=900 * w, c="yellow", alpha=0.75, edgecolor="black")
     return ax
+
+# %% ../nbs/07_inference.ipynb #e1f2a3b4c5d60002
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")   # a folder's files that are photos
+
+def find_photos(specs, # files, folders and glob patterns (`--images`)
+                recursive=False, # folders: their sub-folders too; patterns: ** matches sub-folders
+               ) -> list: # absolute paths, each photo once, in the order given (a folder's sorted)
+    "The photos `--images` names; `ConfigError` for a path that does not exist or names no photo."
+    import glob, os
+    found = []
+    for s in [specs] if isinstance(specs, (str, Path)) else specs:
+        p = Path(s)
+        if p.is_dir():
+            walk = p.rglob("*") if recursive else p.iterdir()
+            hits = sorted(q for q in walk if q.is_file() and q.suffix.lower() in PHOTO_SUFFIXES
+                          and not q.name.startswith("."))
+        elif p.is_file(): hits = [p]
+        elif glob.has_magic(str(s)): hits = sorted(Path(q) for q in glob.glob(str(s), recursive=recursive))
+        else: raise ConfigError(f"--images {s}: no such file or folder")
+        if not (hits := [q for q in hits if q.is_file()]):
+            raise ConfigError(f"--images {s}: no photos there ({', '.join(PHOTO_SUFFIXES)}"
+                              f"{'' if recursive else '; sub-folders only with --recursive'})")
+        found += [Path(os.path.abspath(q)) for q in hits]
+    return list(dict.fromkeys(found))
+
+def photo_ids(paths) -> list: # each photo's path below the photos' common folder, with / between folders
+    "Names for the photos that stay apart when two folders hold equal file names."
+    import os
+    root = Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
+    return [Path(p).relative_to(root).as_posix() for p in paths]
+
+
+# %% ../nbs/07_inference.ipynb #e1f2a3b4c5d60005
+def _readable(paths, ids, on_error, max_pixels) -> list: # the indices of the photos that decode
+    import sys
+    keep = []
+    for i, p in enumerate(paths):
+        try: load_image(p, max_pixels=max_pixels); keep.append(i)
+        except ImageError as e:
+            if on_error == "stop":
+                raise ImageError(f"{e}; or pass --on-error skip to predict the other photos") from None
+            print(f"image2biomass: skipped {ids[i]}: {e}", file=sys.stderr)
+    return keep
+
+def _stage(folder, paths, ids) -> list: # the name each photo has in the staged split (its image_id there)
+    "A test.csv in the competition's format in `folder`, and a link to each photo under photos/."
+    import shutil
+    (folder / "photos").mkdir(); names, rows = [], []
+    for p, i in zip(paths, ids):
+        name = base = i.replace("/", "__"); k = 1
+        while name in names: k += 1; name = f"{base}~{k}"   # a/b.jpg and a__b.jpg
+        names.append(name); link = folder / "photos" / f"{name}{p.suffix}"
+        try: link.symlink_to(p)
+        except OSError: shutil.copy2(p, link)                 # no symbolic links here (Windows without the right)
+        rows += [dict(sample_id=f"{name}__{t}", image_path=f"photos/{link.name}", target_name=t) for t in TARGETS]
+    write_csv(pd.DataFrame(rows), folder / "test.csv")
+    return names
+
+def _photo_table(detail, names, ids) -> pd.DataFrame:
+    "One row per photo: image_id, the five targets, each one's lower and upper bound, ood, ood_reason."
+    w = detail.set_index(["image_id", "target_name"])
+    t = pd.DataFrame({"image_id": ids})
+    for col, end in [("prediction", ""), ("lower", "_lower"), ("upper", "_upper")]:
+        for tg in TARGETS: t[tg + end] = [float(w.loc[(n, tg), col]) for n in names]
+    first = detail.drop_duplicates("image_id").set_index("image_id").loc[names]
+    t["ood"], t["ood_reason"] = first.ood.to_numpy(bool), first.ood_reason.fillna("").to_numpy(object)
+    return t
+
+
+# %% ../nbs/07_inference.ipynb #e1f2a3b4c5d60006
+def _check_photo_outputs(cfg: PredictConfig, out, paths, runs):
+    "--out and --maps: not a photo, not in (nor holding) an --images folder or a run; --detail belongs to a split."
+    if cfg.split != "test" or cfg.detail:
+        raise ConfigError(f"--{'split' if cfg.split != 'test' else 'detail'} does not apply to --images: its --out "
+                          "table holds each photo's intervals and flag")
+    folders = [Path(s) for s in cfg.images if Path(s).is_dir()]
+    for f, flag in [(out, "--out"), *([(Path(cfg.maps), "--maps")] if cfg.maps else [])]:
+        if hit := next((g for g in folders if _holds(g, f) or _holds(f, g)), None):
+            raise OutputError(f"{flag} {f} {'lies inside' if _holds(hit, f) else 'holds'} the --images folder "
+                              f"{hit}: outputs go beside the photos, never among them; choose another {flag}")
+    check_output(out, [*paths, *runs, *([cfg.ensemble] if cfg.ensemble else [])], cfg.overwrite, within=runs)
+    check_writable(out.parent)
+
+def predict_images(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
+    """One row per photo of `cfg.images`: its image_id, the five targets with their intervals, and the flag with its
+    reason; written to `cfg.out` (default predictions.csv). Unreadable photos: a line each (`on_error`)."""
+    import tempfile
+    cfg = dataclasses.replace(cfg or PredictConfig(), **kwargs)
+    out = Path(cfg.out if cfg.out != PredictConfig.out else "predictions.csv")
+    paths = find_photos(cfg.images, cfg.recursive); ids = photo_ids(paths)
+    _check_photo_outputs(cfg, out, paths, _runs_of(cfg)[0])
+    if not (keep := _readable(paths, ids, cfg.on_error, cfg.max_pixels)):
+        raise ImageError(f"--images: none of the {len(paths)} photo(s) could be read (each is named above)")
+    skipped, paths, ids = len(paths) - len(keep), [paths[i] for i in keep], [ids[i] for i in keep]
+    with tempfile.TemporaryDirectory(prefix="image2biomass-photos-") as tmp:
+        names = _stage(Path(tmp), paths, ids)
+        sub, _ = _predict_split(dataclasses.replace(
+            cfg, images=(), recursive=False, on_error="skip", data_dir=tmp, out=f"{tmp}/submission.csv",
+            detail=f"{tmp}/detail.csv",
+            features_dir=cfg.features_dir or f"{tmp}/features", allow_outside_paths=True))
+    table = _photo_table(sub.attrs["detail"], names, ids)
+    write_csv(table, out)
+    if cfg.progress:
+        print(f"wrote {out}: {len(table)} photo(s), {int(table.ood.sum())} flagged"
+              + (f", {skipped} unreadable skipped" if skipped else "")
+              + (f"; density maps in {cfg.maps}" if cfg.maps else ""))
+    return table
+

@@ -12,7 +12,7 @@ from .config import MAX_PIXELS
 
 # %% auto #0
 __all__ = ['LUMA', 'DETAIL_COLUMNS', 'conformal_halfwidths', 'interval_bounds', 'coverage', 'feature_distances', 'ood_flags',
-           'photo_stats', 'exposure_reasons', 'detail_frame', 'flag_summary']
+           'photo_stats', 'exposure_reasons', 'photo_form', 'form_reasons', 'detail_frame', 'flag_summary']
 
 # %% ../nbs/07a_intervals.ipynb #18a8e1ad
 def conformal_halfwidths(y, # (n, 5) true grams of the training images
@@ -129,6 +129,49 @@ def exposure_reasons(stats, # (m, 2) `photo_stats` of the photos to check
             r.append(f"{c:.1%} of its pixels clipped white (training photos: at most {hi[1]:.1%})")
         out.append("; ".join(r))
     return out
+
+# %% ../nbs/07a_intervals.ipynb #c1d2e3f4a5b60002
+def photo_form(paths, # image files
+               grey=True, # also decode a small copy to tell grayscale photos (False: the header only)
+              ) -> np.ndarray: # (n, 3): width, height (EXIF orientation applied), 1 if grayscale; NaN if unreadable
+    "Size and colour of each photo, cheaply: the header, and a reduced decode (JPEG draft) for the colour."
+    from PIL import Image
+    out = np.full((len(paths), 3), np.nan)
+    for i, p in enumerate(paths):
+        try:
+            with Image.open(p) as im:
+                (w, h), turn = im.size, im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+                out[i, :2] = (h, w) if turn else (w, h)
+                if not grey: continue
+                if im.mode in ("1", "L", "LA", "I", "I;16", "F"): out[i, 2] = 1; continue
+                im.draft("RGB", (64, 64)); a = np.asarray(im.convert("RGB").resize((64, 64)), np.int16)
+                out[i, 2] = float(np.abs(a - a[..., :1]).max() <= 3)   # R = G = B everywhere: grey stored as colour
+        except (OSError, ValueError, Image.DecompressionBombError): continue
+    return out
+
+
+# %% ../nbs/07a_intervals.ipynb #c1d2e3f4a5b60003
+def form_reasons(form, # (m, 3) `photo_form` of the photos to check
+                 train_form, # (n, 2 or 3) that of the training photos (width, height; grey is not needed)
+                 aspect=0.05, # share by which an aspect ratio may lie beyond the training photos'
+                 scale=2.0, # factor by which the short side may lie beyond the training photos' range
+                ) -> list: # one reason per photo, '' where its form is like the training photos'
+    "Say which photos are of another aspect ratio or size than every training photo, or grayscale."
+    t = np.asarray(train_form, float)[:, :2]; t = t[np.isfinite(t).all(1)]
+    if not len(t): return [""] * len(form)
+    ar, short = t[:, 0] / t[:, 1], t.min(1)
+    out = []
+    for w, h, g in np.asarray(form, float):
+        r = []
+        if np.isfinite(w) and not ar.min() / (1 + aspect) <= w / h <= ar.max() * (1 + aspect):
+            r.append(f"aspect ratio {w / h:.2f} ({w:.0f}x{h:.0f}; training photos {ar.min():.2f}-{ar.max():.2f}): "
+                     "the tiles cover another part of the scene")
+        if np.isfinite(w) and not short.min() / scale <= min(w, h) <= short.max() * scale:
+            r.append(f"short side {min(w, h):.0f} px (training photos {short.min():.0f}-{short.max():.0f} px)")
+        if g == 1: r.append("grayscale (the training photos are in colour): no greenness to see")
+        out.append("; ".join(r))
+    return out
+
 
 # %% ../nbs/07a_intervals.ipynb #75466ec7
 DETAIL_COLUMNS = ["sample_id", "image_id", "target_name", "prediction", "lower", "upper", "ood", "ood_reason"]

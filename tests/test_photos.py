@@ -1,0 +1,93 @@
+"predict --images: a user's own folder of photos (issue U), on a small density run."
+import shutil
+from pathlib import Path
+import numpy as np, pandas as pd
+import pytest
+from PIL import Image
+from conftest import run
+from image2biomass.data import TARGETS
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A density run, and a folder holding its data's two test photos, a brightened copy of one, a square crop of one
+    (height x height) and an unreadable file; a sub-folder holds a photo of the same name as one above."""
+    from image2biomass.data import make_synthetic_dataset, read_test
+    d = tmp_path_factory.mktemp("photos")
+    ds = make_synthetic_dataset(d / "data", n_train=24, n_test=2, size=(100, 200), seed=5, progress=False)
+    run("extract", "--data-dir", ds, "--out", d / "veg.h5", "--tile", 50, "--stride", 50, "--workers", 0,
+        "--no-progress", check=0)
+    run("train-heads", "--store", d / "veg.h5", "--data-dir", ds, "--head", "density", "--folds", 3, "--epochs", 4,
+        "--out", d / "density", "--no-progress", check=0)
+    test = read_test(ds / "test.csv"); ph = d / "photos"; ph.mkdir()
+    for p in test.image_path: shutil.copy(ds / p, ph / Path(p).name)
+    a = np.asarray(Image.open(ds / test.image_path[0]).convert("RGB"))
+    Image.fromarray(np.clip(a.astype(int) * 1.6, 0, 255).astype(np.uint8)).save(ph / "bright.jpg", quality=95)
+    Image.fromarray(a[:, : a.shape[0]]).save(ph / "square.jpg", quality=95)
+    (ph / "broken.jpg").write_bytes(b"not a jpeg")
+    (ph / "sub").mkdir(); shutil.copy(ds / test.image_path[1], ph / "sub" / Path(test.image_path[0]).name)
+    return ds, d, ph, list(test.image_id)
+
+
+def _predict(d, *args, check=0):
+    return run("predict", "--runs", d / "density", "--workers", 0, "--no-progress", *args, check=check)
+
+
+def test_a_folder_of_photos_one_row_each_as_the_kaggle_path(photos, tmp_path):
+    ds, d, ph, ids = photos
+    r = _predict(d, "--images", ph, "--out", tmp_path / "pred.csv")
+    t = pd.read_csv(tmp_path / "pred.csv", keep_default_na=False)
+    assert sorted(t.image_id) == sorted([f"{i}.jpg" for i in ids] + ["bright.jpg", "square.jpg"])   # not sub/
+    assert list(t.columns) == ["image_id", *TARGETS, *[f"{x}_{e}" for e in ("lower", "upper") for x in TARGETS],
+                               "ood", "ood_reason"]
+    lines = [l for l in r.stderr.splitlines() if "broken.jpg" in l]
+    assert len(lines) == 1 and lines[0].startswith("image2biomass: skipped broken.jpg: "), r.stderr
+    sq = t.set_index("image_id").loc["square.jpg"]
+    assert sq.ood == True and "aspect ratio 1.00" in sq.ood_reason, sq.ood_reason   # flagged with its reason
+    assert ((t[[f"{x}_lower" for x in TARGETS]].to_numpy() <= t[TARGETS].to_numpy() + 1e-9).all()
+            and (t[TARGETS].to_numpy() <= t[[f"{x}_upper" for x in TARGETS]].to_numpy() + 1e-9).all())
+    _predict(d, "--data-dir", ds, "--out", tmp_path / "sub.csv")          # the Kaggle-format path, same run
+    sub = pd.read_csv(tmp_path / "sub.csv")
+    kaggle = sub.assign(i=sub.sample_id.str.split("__").str[0], k=sub.sample_id.str.split("__").str[1]).pivot(
+        index="i", columns="k", values="target")
+    for i in ids:
+        np.testing.assert_allclose(t.set_index("image_id").loc[f"{i}.jpg", TARGETS].to_numpy(float),
+                                   kaggle.loc[i, TARGETS].to_numpy(float), rtol=1e-5, atol=1e-6)
+
+
+def test_on_error_stop_recursive_and_names_that_collide(photos, tmp_path):
+    ds, d, ph, ids = photos
+    r = _predict(d, "--images", ph, "--on-error", "stop", "--out", tmp_path / "a.csv", check=2)
+    assert "broken.jpg" in r.stderr and len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "a.csv").exists()
+    _predict(d, "--images", ph, "--recursive", "--out", tmp_path / "b.csv", "--maps", tmp_path / "maps")
+    t = pd.read_csv(tmp_path / "b.csv")
+    assert {f"{ids[0]}.jpg", f"sub/{ids[0]}.jpg"} <= set(t.image_id) and len(t) == 5    # two photos of one name
+    assert len(list((tmp_path / "maps").glob("*.png"))) == 5
+    a, b = (t.set_index("image_id").loc[n, "Dry_Total_g"] for n in (f"{ids[0]}.jpg", f"sub/{ids[0]}.jpg"))
+    assert a != b                                                       # each its own photo
+
+
+@pytest.mark.parametrize("args, says", [
+    (lambda ph, t: ["--out", ph / "pred.csv"], "lies inside the --images folder"),
+    (lambda ph, t: ["--out", t / "p.csv", "--maps", ph / "maps"], "lies inside the --images folder"),
+    (lambda ph, t: ["--out", t / "p.csv", "--maps", ph.parent], "holds the --images folder"),
+    (lambda ph, t: ["--out", ph / "bright.jpg"], "lies inside the --images folder"),
+    (lambda ph, t: ["--out", t / "p.csv", "--detail", t / "d.csv"], "--detail does not apply to --images"),
+])
+def test_outputs_never_among_the_photos(photos, tmp_path, args, says):
+    ds, d, ph, ids = photos
+    r = _predict(d, "--images", ph, *args(ph, tmp_path), check=2)
+    assert says in r.stderr, r.stderr
+    assert sorted(p.name for p in ph.iterdir()) == sorted([f"{i}.jpg" for i in ids] + [
+        "bright.jpg", "square.jpg", "broken.jpg", "sub"])
+
+
+def test_images_options_refused_without_images_and_missing_paths(photos, tmp_path):
+    ds, d, ph, ids = photos
+    r = _predict(d, "--data-dir", ds, "--recursive", "--out", tmp_path / "s.csv", check=2)
+    assert "--recursive applies to --images only" in r.stderr
+    r = _predict(d, "--images", tmp_path / "nope", "--out", tmp_path / "s.csv", check=2)
+    assert "no such file or folder" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = _predict(d, "--images", tmp_path / "empty", "--out", tmp_path / "s.csv", check=2)
+    assert "no photos there" in r.stderr and "--recursive" in r.stderr
