@@ -155,7 +155,9 @@ COMMANDS = {  # name: (module, function, config class or '', help); the parser's
     "pseudo-label": ("pseudo", "pseudo_label", "PseudoConfig",
                      "retrain a run with pseudo-labelled test images, in rounds"),
     "predict": ("inference", "predict", "PredictConfig",
-                "predict the test split and write a validated submission.csv"),
+                "predict the test split (or --images: your own photos) and write a validated submission.csv"),
+    "worst": ("inference", "worst", "", "the photos runs get most wrong out of fold, and where (State, species, "
+              "month, brightness)"),
     "kaggle-bundle": ("kaggle", "kaggle_bundle", "",
                       "write an offline Kaggle kernel and the wheelhouse it installs from"),
     "demo": ("demo", "run_demo", "", "run the demo pipeline on synthetic data"),

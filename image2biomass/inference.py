@@ -5,7 +5,8 @@ averaging, TTA, exact mass balance, optional State rules, and density maps of wh
 
 # %% ../nbs/07_inference.ipynb #0e6c7230
 from __future__ import annotations
-import dataclasses, hashlib, json, warnings
+import contextlib, dataclasses, hashlib, io, json, textwrap, warnings
+from fastcore.basics import patch
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -37,7 +38,8 @@ from .store import FeatureStore, StoreError
 __all__ = ['M', 'COMPONENTS', 'PHOTO_SUFFIXES', 'project_mass_balance', 'SubmissionError', 'check_submission', 'run_type',
            'extract_like', 'predict_heads_run', 'predict_finetune_run', 'density_image', 'draw_density',
            'redraw_density', 'density_figure', 'write_maps', 'map_notes', 'apply_state_rules', 'PredictConfig',
-           'predict', 'flag_images', 'draw_attention', 'find_photos', 'photo_ids', 'predict_images']
+           'predict', 'flag_images', 'draw_attention', 'find_photos', 'photo_ids', 'predict_images', 'error_table',
+           'error_by', 'worst_figure', 'error_figure', 'worst', 'PhotoExplorer']
 
 # %% ../nbs/07_inference.ipynb #7a902418
 M = np.zeros((5, 3))   # (Green, Dead, Clover) -> the 5 targets in TARGETS order
@@ -369,7 +371,7 @@ def write_maps(folder, # where the PNGs go
     written, fig = [], None
     for i, p, m, note in zip(ids, paths, maps, notes or [""] * len(ids)):
         img = clean_image(load_image(p), clean)
-        title = f"{i}: {m['grams'].sum():.1f} g in total" + (note and f"\n{note}")
+        title = f"{i}: {m['grams'].sum():.1f} g in total" + (note and "\n" + "\n".join(textwrap.wrap(note, 44)))
         if fig is not None and fig.density_images[0].get_extent() == [0, img.shape[1], img.shape[0], 0]:
             redraw_density(fig.density_images, img, m, title)
         else: fig = density_figure(img, m, title)
@@ -791,4 +793,211 @@ def predict_images(cfg: PredictConfig = None, **kwargs) -> pd.DataFrame:
               + (f", {skipped} unreadable skipped" if skipped else "")
               + (f"; density maps in {cfg.maps}" if cfg.maps else ""))
     return table
+
+
+# %% ../nbs/07_inference.ipynb #f1a2b3c4d5e60002
+def error_table(runs, # run folders cross-validated on the same photos (their OOF predictions are averaged)
+                data_dir=None, # folder of their train.csv and photos (default: where the first run trained)
+                interval=0.9, # coverage of the Total's interval
+               ) -> pd.DataFrame: # one row per photo, the largest weighted error first
+    "Each training photo's out-of-fold error, grams, interval and flag, with its State, species, month, brightness."
+    from image2biomass.ensemble import load_oofs
+    from image2biomass.intervals import conformal_halfwidths, interval_bounds, ood_flags, photo_stats
+    runs = [Path(r) for r in ([runs] if isinstance(runs, (str, Path)) else runs)]
+    ids, folds, y, P = load_oofs(runs)
+    p = project_mass_balance(np.clip(P.mean(0), 0, None))
+    lo, hi = interval_bounds(p, conformal_halfwidths(y, p, interval))
+    d = Path(data_dir or read_config(runs[0])["config"].get("data_dir", "."))
+    meta = read_train(d / "train.csv", data_dir=d).set_index("image_id").loc[[str(i) for i in ids]]
+    flag, reason = ood_flags(p, y)   # the range check (the features' check needs photos the runs did not train on)
+    t = pd.DataFrame({"image_id": [str(i) for i in ids], "fold": folds,
+                      "weighted_sq_error": ((y - p) ** 2 * TARGET_WEIGHTS).sum(1)})
+    for j, tg in enumerate(TARGETS): t[tg], t[f"pred_{tg}"] = y[:, j], p[:, j]
+    t["Total_lower"], t["Total_upper"], t["ood"], t["ood_reason"] = lo[:, TOTAL], hi[:, TOTAL], flag, reason
+    t["State"], t["Species"] = meta.State.to_numpy(), meta.Species.to_numpy()
+    t["month"], t["image_path"] = meta.date.dt.strftime("%Y-%m").to_numpy(), meta.image_path.to_numpy()
+    t["brightness"] = photo_stats([d / q for q in meta.image_path])[:, 0]
+    t = t.sort_values("weighted_sq_error", ascending=False, kind="stable").reset_index(drop=True)
+    t.attrs["data_dir"] = str(d)
+    return t
+
+def error_by(table, # `error_table`'s rows
+            ) -> pd.DataFrame: # by, group, photos, mean_error, share_of_error
+    "The weighted squared error by State, species, month and brightness quarter: its mean, and its share of all."
+    names = ["darkest quarter", "2nd quarter", "3rd quarter", "brightest quarter"]
+    t = table.assign(brightness=pd.qcut(table.brightness.rank(method="first"), 4, labels=names[:4]))
+    out = []
+    for by in ("State", "Species", "month", "brightness"):
+        g = t.groupby(by, observed=True, sort=True).weighted_sq_error
+        out.append(pd.DataFrame({"by": by, "group": g.mean().index.astype(str), "photos": g.size().to_numpy(),
+                                 "mean_error": g.mean().to_numpy(),
+                                 "share_of_error": (g.sum() / t.weighted_sq_error.sum()).to_numpy()}))
+    return pd.concat(out, ignore_index=True)
+
+
+# %% ../nbs/07_inference.ipynb #f1a2b3c4d5e60005
+def worst_figure(table, # `error_table`'s rows (largest error first)
+                 n=8, # photos to show
+                 data_dir=None, # folder of their photos (default: the table's)
+                ):
+    "The `n` photos with the largest weighted error: true vs predicted grams per target, the Total's interval, flag."
+    import matplotlib.pyplot as plt
+    d, k = Path(data_dir or table.attrs.get("data_dir", ".")), max(1, min(n, len(table)))
+    cols = min(4, k); rows = -(-k // cols)
+    fig, axs = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    short = {t: t.replace("Dry_", "").replace("_g", "") for t in TARGETS}
+    for ax, (_, r) in zip(axs.flat, table.head(k).iterrows()):
+        ax.imshow(load_image(d / r.image_path, draft=(600, 600))); ax.axis("off")
+        parts = ", ".join(f"{short[t]} {r[t]:.0f}/{r[f'pred_{t}']:.0f}" for t in TARGETS if t != "Dry_Total_g")
+        ax.set_title(f"{r.image_id} ({r.State}, {r.month})\nTotal {r.Dry_Total_g:.0f} g, predicted "
+                     f"{r.pred_Dry_Total_g:.0f} [{r.Total_lower:.0f}, {r.Total_upper:.0f}]{' flagged' * bool(r.ood)}"
+                     f"\ntrue/predicted: {parts}", fontsize=8, loc="left")
+    for ax in axs.flat[k:]: ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+def error_figure(by, # `error_by`'s table
+                ):
+    "One bar panel per split (State, species, month, brightness): the mean weighted error of each group."
+    import matplotlib.pyplot as plt
+    splits = list(dict.fromkeys(by.by))
+    fig, axs = plt.subplots(1, len(splits), figsize=(4.2 * len(splits), 3.4), squeeze=False)
+    for ax, s in zip(axs[0], splits):
+        g = by[by.by == s]
+        ax.bar(range(len(g)), g.mean_error, color="tab:red")
+        ax.set_xticks(range(len(g)), [f"{x} ({n})" for x, n in zip(g.group, g.photos)], rotation=60, ha="right",
+                      fontsize=7)
+        ax.set_title(f"by {s} (photos)"); ax.set_ylabel("mean weighted squared error (g²)")
+    fig.tight_layout()
+    return fig
+
+
+# %% ../nbs/07_inference.ipynb #f1a2b3c4d5e60009
+def worst(runs: tuple = (), # run folders cross-validated on the same photos (their OOF predictions are averaged)
+          out="worst", # folder to write: worst.csv, worst.png, error_by.csv, error_by.png
+          n=8, # photos to show in worst.png
+          data_dir="", # folder of the runs' train.csv and photos (default: where the first run trained)
+          interval=0.9, # coverage of the Total's interval, 0.5 to 0.99
+          overwrite=False, # replace an earlier folder written by worst
+         ) -> pd.DataFrame:
+    "Write the photos a run gets most wrong and where its error lies (State, species, month, brightness) into `out`."
+    import matplotlib.pyplot as plt
+    if not runs: raise ConfigError("give --runs RUN [RUN ...]: the runs whose out-of-fold errors to show")
+    if n < 1 or not 0.5 <= interval <= 0.99:
+        raise ConfigError(f"--n {n}: must be >= 1" if n < 1 else f"--interval {interval}: must be in [0.5, 0.99]")
+    check_new_run(out, overwrite, what="worst")
+    t = error_table(runs, data_dir or None, interval); by = error_by(t)
+    with building_run(out, overwrite=overwrite) as part:
+        write_csv(t.drop(columns="image_path"), part / "worst.csv"); write_csv(by, part / "error_by.csv")
+        for fig, name in [(worst_figure(t, n), "worst.png"), (error_figure(by), "error_by.png")]:
+            save_figure(fig, part / name, dpi=90); plt.close(fig)
+    print(f"wrote {out}: worst.png ({min(n, len(t))} photos), worst.csv ({len(t)} photos), error_by.png, error_by.csv")
+    return t
+
+
+# %% ../nbs/07_inference.ipynb #f1a2b3c4d5e6000c
+class PhotoExplorer:
+    "Ask runs about one photo at a time: its five numbers, their intervals at any level, its flag, its tiles or map."
+    def __init__(self, runs, # run folders to predict with (their predictions are averaged)
+                 photos=(), # photos to choose from (default: the photos the first run trained on)
+                 workers=0, # loader processes for each prediction
+                ):
+        import tempfile
+        from image2biomass.ensemble import load_oofs
+        self.runs = [Path(r) for r in ([runs] if isinstance(runs, (str, Path)) else runs)]
+        oid, _, self.y, P = load_oofs(self.runs)
+        self.oof = project_mass_balance(np.clip(P.mean(0), 0, None))
+        self.photos = [Path(p) for p in photos] or (_training_photos(self.runs, list(oid), None)[0] or [])
+        self.density, self.workers, self.seen = "density" in map(_head_of, self.runs), workers, {}
+        self.scratch = tempfile.TemporaryDirectory(prefix="image2biomass-explore-")
+
+    def predict(self, photo) -> dict: # pred (5,), ood, ood_reason, map (PNG or None); error if it cannot be read
+        "One photo through `predict_images` (so exactly as `predict --images`), once per photo."
+        photo = Path(photo)
+        if photo not in self.seen:
+            k, s = len(self.seen), Path(self.scratch.name)
+            maps = s / f"maps{k}" if self.density else ""
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):   # predict's summary line: the explorer shows it all
+                    t = predict_images(runs=tuple(self.runs), images=(str(photo),), out=str(s / f"p{k}.csv"),
+                                       maps=str(maps), workers=self.workers, progress=False, on_error="stop")
+            except (ImageError, ValueError, OSError) as e:
+                self.seen[photo] = dict(error=str(e)); return self.seen[photo]
+            r = t.iloc[0]
+            self.seen[photo] = dict(pred=r[TARGETS].to_numpy(float), ood=bool(r.ood), ood_reason=r.ood_reason,
+                                    map=next(iter(sorted(Path(maps).glob("*.png"))), None) if maps else None)
+        return self.seen[photo]
+
+
+# %% ../nbs/07_inference.ipynb #f1a2b3c4d5e6000d
+@patch
+def state(self: PhotoExplorer, photo, # a photo file
+          level=0.9, # the intervals' coverage, 0.5 to 0.99
+         ) -> dict: # photo, level, table (target, predicted, lower, upper), ood, ood_reason, map; or error
+    "What the explorer shows for `photo` at `level`."
+    p = self.predict(photo)
+    if "error" in p: return dict(photo=Path(photo), level=level, error=p["error"])
+    from image2biomass.intervals import conformal_halfwidths, interval_bounds
+    lo, hi = interval_bounds(p["pred"][None], conformal_halfwidths(self.y, self.oof, level))
+    table = pd.DataFrame({"target": TARGETS, "predicted": p["pred"], "lower": lo[0], "upper": hi[0]})
+    return dict(photo=Path(photo), level=level, table=table, ood=p["ood"], ood_reason=p["ood_reason"], map=p["map"])
+
+@patch
+def add_upload(self: PhotoExplorer, name, # the uploaded file's name
+               content: bytes, # its bytes
+              ) -> Path: # where it was saved (in the explorer's scratch folder), now among `photos`
+    "Keep an uploaded photo (its name's folders dropped) so it can be chosen like the others."
+    f = Path(self.scratch.name) / "uploads" / Path(str(name)).name
+    f.parent.mkdir(exist_ok=True); f.write_bytes(bytes(content))
+    if f not in self.photos: self.photos.append(f)
+    return f
+
+
+# %% ../nbs/07_inference.ipynb #f1a2b3c4d5e6000f
+@patch
+def render(self: PhotoExplorer, state: dict):
+    "A figure of a `state`: the density map (or the photo with its tiles) beside the five numbers and the flag."
+    import matplotlib.pyplot as plt
+    from image2biomass.tiling import layout_boxes
+    fig = plt.figure(figsize=(13, 4.2)); ax, tx = fig.add_axes([0, 0, 0.66, 0.9]), fig.add_axes([0.68, 0, 0.32, 0.9])
+    tx.axis("off"); ax.axis("off"); ax.set_title(state["photo"].name, loc="left")
+    if "error" in state:
+        tx.text(0, 0.9, "\n".join(textwrap.wrap(state["error"], 48)), va="top", color="red"); return fig
+    if state["map"] is not None: ax.imshow(plt.imread(state["map"]))
+    else:
+        img = load_image(state["photo"]); c = read_config(self.runs[0]); f = c.get("store_fingerprint") or c["config"]
+        ax.imshow(img)
+        for x0, y0, x1, y1 in layout_boxes(*img.shape[:2], f["layout"], f["tile"], f["stride"]):
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=0.6, color="yellow"))
+    rows = [f"{t.replace('_g', ''):<13}{p:7.1f} g  [{lo:6.1f}, {hi:6.1f}]"
+            for t, p, lo, hi in state["table"].itertuples(index=False)]
+    flag = "flagged: " + "\n".join(textwrap.wrap(state["ood_reason"], 48)) if state["ood"] else "not flagged"
+    tx.text(0, 0.95, f"{state['level']:.0%} intervals\n" + "\n".join(rows), va="top", family="monospace", fontsize=10)
+    tx.text(0, 0.35, flag, va="top", fontsize=9, color="tab:red" if state["ood"] else "tab:green")
+    return fig
+
+
+# %% ../nbs/07_inference.ipynb #f1a2b3c4d5e60012
+@patch
+def widget(self: PhotoExplorer):
+    "The explorer in JupyterLab: a photo chooser, an upload button, a level slider, and the rendering below them."
+    try: import ipywidgets as w
+    except ImportError:
+        raise ImportError('the explorer needs ipywidgets: pip install "image2biomass[explore]"') from None
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+    pick = w.Dropdown(options=[(p.name, p) for p in self.photos], description="photo")
+    up, level = w.FileUpload(accept="image/*", multiple=False), w.FloatSlider(0.9, min=0.5, max=0.99, step=0.01,
+                                                                                description="interval")
+    out = w.Output()
+    def show(*_):
+        with out:
+            out.clear_output(wait=True); fig = self.render(self.state(pick.value, level.value))
+            display(fig); plt.close(fig)
+    def uploaded(change):
+        for f in change["new"]: self.add_upload(f["name"], f["content"])
+        pick.options = [(p.name, p) for p in self.photos]; pick.value = self.photos[-1]
+    pick.observe(show, "value"); level.observe(show, "value"); up.observe(uploaded, "value")
+    if self.photos: show()
+    return w.VBox([w.HBox([pick, up, level]), out])
 

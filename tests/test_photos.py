@@ -91,3 +91,48 @@ def test_images_options_refused_without_images_and_missing_paths(photos, tmp_pat
     (tmp_path / "empty").mkdir()
     r = _predict(d, "--images", tmp_path / "empty", "--out", tmp_path / "s.csv", check=2)
     assert "no photos there" in r.stderr and "--recursive" in r.stderr
+
+
+def test_worst_writes_its_figures_and_tables(photos, tmp_path):
+    ds, d, ph, ids = photos
+    run("worst", "--runs", d / "density", "--out", tmp_path / "w", "--n", 3, check=0)
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == [".image2biomass-run", "error_by.csv", "error_by.png",
+                                                                   "worst.csv", "worst.png"]
+    t, by = pd.read_csv(tmp_path / "w" / "worst.csv"), pd.read_csv(tmp_path / "w" / "error_by.csv")
+    oof = pd.read_csv(d / "density" / "oof.csv")
+    assert len(t) == len(oof) == 24 and t.weighted_sq_error.is_monotonic_decreasing
+    top = oof.set_index("image_id").loc[t.image_id[0]]          # the first row is the photo of the largest error
+    from image2biomass.data import TARGET_WEIGHTS
+    from image2biomass.inference import project_mass_balance
+    errs = [(TARGET_WEIGHTS * (r[TARGETS].to_numpy(float) - project_mass_balance(
+        np.clip(r[[f"pred_{x}" for x in TARGETS]].to_numpy(float)[None], 0, None))[0]) ** 2).sum()
+        for _, r in oof.iterrows()]
+    assert np.isclose(t.weighted_sq_error[0], max(errs))
+    assert set(by.by) == {"State", "Species", "month", "brightness"}
+    assert np.allclose(by.groupby("by").share_of_error.sum(), 1) and (by.groupby("by").photos.sum() == 24).all()
+    r = run("worst", "--runs", d / "density", "--out", tmp_path / "w", check=2)
+    assert "pass --overwrite" in r.stderr
+    r = run("worst", "--out", tmp_path / "w2", check=2)
+    assert "give --runs" in r.stderr
+
+
+def test_explorer_callbacks_without_a_browser(photos, tmp_path):
+    "The explorer's plain methods: a state per photo and level, an upload, a rendering, and the widget's wiring."
+    from image2biomass.inference import PhotoExplorer
+    ds, d, ph, ids = photos
+    ex = PhotoExplorer([d / "density"], photos=[ph / "square.jpg", ph / "broken.jpg"])
+    hi, lo = ex.state(ph / "square.jpg", 0.95), ex.state(ph / "square.jpg", 0.6)
+    assert hi["ood"] and "aspect ratio" in hi["ood_reason"] and list(hi["table"].target) == TARGETS
+    assert (lo["table"].upper < hi["table"].upper).all() and (lo["table"].predicted == hi["table"].predicted).all()
+    assert "broken.jpg" in ex.state(ph / "broken.jpg")["error"]
+    up = ex.add_upload("../../etc/passwd.jpg", (ph / f"{ids[0]}.jpg").read_bytes())  # a name's folders are dropped
+    assert up.name == "passwd.jpg" and up.parent.name == "uploads" and up in ex.photos
+    assert ex.state(up)["table"].predicted.notna().all()
+    fig = ex.render(hi)
+    assert len(fig.axes) == 2 and any("flagged" in t.get_text() for t in fig.axes[1].texts)
+    ex.render(ex.state(ph / "broken.jpg"))                              # an error is drawn, not raised
+    pytest.importorskip("ipywidgets")
+    ui = ex.widget()
+    pick, _, level = ui.children[0].children
+    n = len(ex.seen); level.value = 0.7; pick.value = ph / "square.jpg"
+    assert len(ex.seen) == n                                             # the slider recomputes, never re-predicts
