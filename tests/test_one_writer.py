@@ -9,7 +9,8 @@ from conftest import run
 WRITERS = [("synth", "--out-dir"), ("folds", "--out"), ("extract", "--out"), ("merge-stores", "--out"),
            ("train-heads", "--out"), ("sweep", "--out"), ("state", "--out"), ("train", "--out"),
            ("ensemble", "--out"), ("train-ensemble", "--out"), ("pseudo-label", "--out"), ("predict", "--out"),
-           ("predict", "--detail"), ("predict", "--maps"), ("kaggle-bundle", "--out"), ("demo", "--out-dir")]
+           ("predict", "--detail"), ("predict", "--maps"), ("worst", "--out"), ("kaggle-bundle", "--out"),
+           ("demo", "--out-dir")]
 
 
 def _sub(command):
