@@ -39,7 +39,7 @@ __all__ = ['M', 'COMPONENTS', 'PHOTO_SUFFIXES', 'project_mass_balance', 'Submiss
            'extract_like', 'predict_heads_run', 'predict_finetune_run', 'density_image', 'draw_density',
            'redraw_density', 'density_figure', 'write_maps', 'map_notes', 'apply_state_rules', 'PredictConfig',
            'predict', 'flag_images', 'draw_attention', 'find_photos', 'photo_ids', 'predict_images', 'error_table',
-           'error_by', 'worst_figure', 'error_figure', 'worst', 'PhotoExplorer']
+           'error_by', 'worst_figure', 'error_figure', 'oof_views', 'worst', 'PhotoExplorer']
 
 # %% ../nbs/07_inference.ipynb #7a902418
 M = np.zeros((5, 3))   # (Green, Dead, Clover) -> the 5 targets in TARGETS order
@@ -160,6 +160,15 @@ def extract_like(fp, # fingerprint of the store the run was trained on
             out.unlink(missing_ok=True); partial_path(out).unlink(missing_ok=True)
 
 # %% ../nbs/07_inference.ipynb #89bc452f
+def _by_fold(outs, # each fold model's outputs (dicts of tensors, images first)
+             key, # pred | attn | grams
+             folds=None, # per image, the fold model to take; None: the mean of all folds
+            ) -> np.ndarray|None:
+    "One output per image: the folds' mean, or each image's own fold model (its out-of-fold view)."
+    if outs[0][key] is None: return None
+    a = np.stack([o[key].numpy() for o in outs])
+    return a.mean(0) if folds is None else a[np.asarray(folds), np.arange(a.shape[1])]
+
 def predict_heads_run(run, # a train-heads run folder
                       data_dir, # folder of the split's CSV and images
                       image_ids, # images to predict
@@ -173,9 +182,10 @@ def predict_heads_run(run, # a train-heads run folder
                       maps=False, # also return density maps (density runs)
                       max_pixels=MAX_PIXELS, # larger images are refused
                       allow_outside=False, # accept image paths leading outside data_dir
+                      folds=None, # per image, the fold whose model predicts it (out-of-fold); None: the folds' mean
                      ) -> dict:
-    """dict(pred (n, 5): the folds' mean, fold_pred (K, n, 5), attn, and for density runs maps: per image the cells'
-    rectangles, grams and areas)."""
+    """dict(pred (n, 5): the folds' mean (or each image's `folds` model), fold_pred (K, n, 5), attn, and for density
+    runs maps: per image the cells' rectangles, grams and areas)."""
     from image2biomass.train_heads import load_bags, load_heads, project, to_locations, grid_of
     from image2biomass.tiling import cell_rects
     cfg = read_config(run)
@@ -199,12 +209,11 @@ def predict_heads_run(run, # a train-heads run folder
     with torch.inference_mode():
         for model, mu, proj in load_heads(run): outs.append(model(project(X, mu, proj).mean(2), mask, area))
     fold_pred = np.stack([o["pred"].numpy() for o in outs])
-    res = dict(pred=fold_pred.mean(0), fold_pred=fold_pred,
-               attn=np.mean([o["attn"].numpy() for o in outs], 0) if outs[0]["attn"] is not None else None, store=st)
+    res = dict(pred=_by_fold(outs, "pred", folds), fold_pred=fold_pred, attn=_by_fold(outs, "attn", folds), store=st)
     if maps and area is not None:
         from image2biomass.store import FeatureStore
         s, G = FeatureStore(st), max(1, grid_of(st, tc.get("slices", "")))
-        grams = np.mean([o["grams"].numpy() for o in outs], 0)
+        grams = _by_fold(outs, "grams", folds)
         res["maps"] = [
             dict(
                 rects=cell_rects(s.boxes(i), s.fingerprint["layout"], s.fingerprint["tile"], G).reshape(-1, 4),
@@ -835,24 +844,30 @@ def error_by(table, # `error_table`'s rows
     return pd.concat(out, ignore_index=True)
 
 
-# %% ../nbs/07_inference.ipynb #f1a2b3c4d5e60005
+# %% ../nbs/07_inference.ipynb #f1a2b3c4d5e6001a
 def worst_figure(table, # `error_table`'s rows (largest error first)
                  n=8, # photos to show
                  data_dir=None, # folder of their photos (default: the table's)
+                 views=None, # `oof_views` of the same rows: each photo gets its map or attention beside it
                 ):
     "The `n` photos with the largest weighted error: true vs predicted grams per target, the Total's interval, flag."
     import matplotlib.pyplot as plt
     d, k = Path(data_dir or table.attrs.get("data_dir", ".")), max(1, min(n, len(table)))
-    cols = min(4, k); rows = -(-k // cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    per = 2 if views is not None else 1
+    cols = min(4 // per, k); rows = -(-k // cols)
+    fig, axs = plt.subplots(rows, cols * per, figsize=(4.6 * cols * per, 3.4 * rows), squeeze=False)
     short = {t: t.replace("Dry_", "").replace("_g", "") for t in TARGETS}
-    for ax, (_, r) in zip(axs.flat, table.head(k).iterrows()):
-        ax.imshow(load_image(d / r.image_path, draft=(600, 600))); ax.axis("off")
+    for j, (_, r) in enumerate(table.head(k).iterrows()):
+        ax, img = axs.flat[j * per], load_image(d / r.image_path)
+        ax.imshow(img); ax.axis("off")
         parts = ", ".join(f"{short[t]} {r[t]:.0f}/{r[f'pred_{t}']:.0f}" for t in TARGETS if t != "Dry_Total_g")
         ax.set_title(f"{r.image_id} ({r.State}, {r.month})\nTotal {r.Dry_Total_g:.0f} g, predicted "
                      f"{r.pred_Dry_Total_g:.0f} [{r.Total_lower:.0f}, {r.Total_upper:.0f}]{' flagged' * bool(r.ood)}"
                      f"\ntrue/predicted: {parts}", fontsize=8, loc="left")
-    for ax in axs.flat[k:]: ax.axis("off")
+        if per == 2 and views[j] is not None: _draw_view(axs.flat[j * per + 1], img, views[j])
+    for ax in axs.flat[k * per:]: ax.axis("off")
+    for j in range(k if per == 2 else 0):
+        if views[j] is None: axs.flat[j * per + 1].axis("off")
     fig.tight_layout()
     return fig
 
@@ -872,6 +887,43 @@ def error_figure(by, # `error_by`'s table
     return fig
 
 
+# %% ../nbs/07_inference.ipynb #f1a2b3c4d5e60005
+def oof_views(runs, # the runs of `error_table`; the first density or MIL run among them is drawn
+              table, # `error_table`'s rows (largest error first)
+              n=8, # photos to draw
+              data_dir=None, # folder of their photos (default: the table's)
+             ) -> list: # per photo: dict(kind="density", map=...) | dict(kind="attention", boxes, attn) | None
+    """What the model saw in each of the `n` worst photos, from the fold model that did not train on it: the density
+    head's map, or the MIL head's attention per tile. The photos' features are extracted again into a temporary
+    folder (the run is only read); runs of other heads give None."""
+    import tempfile
+    from image2biomass.store import FeatureStore
+    runs = [Path(r) for r in ([runs] if isinstance(runs, (str, Path)) else runs)]
+    run = next((r for r in runs if run_type(r) == "heads" and _head_of(r) in ("density", "mil")), None)
+    t, d = table.head(max(1, n)), Path(data_dir or table.attrs.get("data_dir", "."))
+    if run is None: return [None] * len(t)
+    with tempfile.TemporaryDirectory() as tmp:
+        res = predict_heads_run(run, d, list(t.image_id), split="train", features_dir=tmp, progress=False, maps=True,
+                                folds=t.fold.to_numpy())
+        if "maps" in res: return [dict(kind="density", map=m) for m in res["maps"]]
+        s = FeatureStore(res["store"])
+        return [dict(kind="attention", boxes=s.boxes(i), attn=a[: len(s.boxes(i))])
+                for i, a in zip(t.image_id, res["attn"])]
+
+def _draw_view(ax, # matplotlib axes
+               img, # (H, W, 3) the photo
+               view, # one of `oof_views`' entries
+              ):
+    "The photo under its density map (all components, g per 1 % of the photo) or its MIL attention per tile."
+    if view["kind"] == "attention": return draw_attention(ax, img, view["boxes"], view["attn"], "MIL attention")
+    m = view["map"]
+    dens = density_image(img.shape[:2], m["rects"], m["grams"], m["area"], step=max(4, img.shape[1] // 320)).sum(2)
+    ext = dict(extent=(0, img.shape[1], img.shape[0], 0))
+    ax.imshow(img.mean(2), cmap="gray", alpha=0.55, **ext); im = ax.imshow(dens, cmap="Greens", alpha=0.7, **ext)
+    ax.figure.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="g per 1 %"); ax.axis("off")
+    ax.set_title("density (out-of-fold model)", fontsize=8)
+
+
 # %% ../nbs/07_inference.ipynb #f1a2b3c4d5e60009
 def worst(runs: tuple = (), # run folders cross-validated on the same photos (their OOF predictions are averaged)
           out="worst", # folder to write: worst.csv, worst.png, error_by.csv, error_by.png
@@ -889,7 +941,8 @@ def worst(runs: tuple = (), # run folders cross-validated on the same photos (th
     t = error_table(runs, data_dir or None, interval); by = error_by(t)
     with building_run(out, overwrite=overwrite) as part:
         write_csv(t.drop(columns="image_path"), part / "worst.csv"); write_csv(by, part / "error_by.csv")
-        for fig, name in [(worst_figure(t, n), "worst.png"), (error_figure(by), "error_by.png")]:
+        figs = [(worst_figure(t, n, views=oof_views(runs, t, n)), "worst.png"), (error_figure(by), "error_by.png")]
+        for fig, name in figs:
             save_figure(fig, part / name, dpi=90); plt.close(fig)
     print(f"wrote {out}: worst.png ({min(n, len(t))} photos), worst.csv ({len(t)} photos), error_by.png, error_by.csv")
     return t

@@ -136,3 +136,24 @@ def test_explorer_callbacks_without_a_browser(photos, tmp_path):
     pick, _, level = ui.children[0].children
     n = len(ex.seen); level.value = 0.7; pick.value = ph / "square.jpg"
     assert len(ex.seen) == n                                             # the slider recomputes, never re-predicts
+
+
+def test_worst_draws_each_photo_with_its_out_of_fold_map_or_attention(photos, tmp_path):
+    "The map beside a worst photo is the held-out fold model's: its grams add up to that photo's OOF prediction."
+    from image2biomass.inference import error_table, oof_views, predict_heads_run, COMPONENTS
+    ds, d, ph, ids = photos
+    t = error_table([d / "density"]); v = oof_views([d / "density"], t, n=3)
+    oof = pd.read_csv(d / "density" / "oof.csv").set_index("image_id")
+    assert [x["kind"] for x in v] == ["density"] * 3
+    for x, i in zip(v, t.image_id[:3]):
+        assert np.allclose(x["map"]["grams"].sum(0), oof.loc[i, [f"pred_{c}" for c in COMPONENTS]].to_numpy(float),
+                           rtol=1e-4, atol=1e-3)
+    mean = predict_heads_run(d / "density", ds, list(t.image_id[:3]), split="train", features_dir=tmp_path / "f",
+                             progress=False)["pred"]     # without folds: the mean of all fold models, not the OOF one
+    assert not np.allclose(mean, oof.loc[list(t.image_id[:3]), [f"pred_{x}" for x in TARGETS]].to_numpy(float))
+    run("train-heads", "--store", d / "veg.h5", "--data-dir", ds, "--head", "mil", "--folds", 3, "--epochs", 2,
+        "--out", tmp_path / "mil", "--no-progress", check=0)
+    a = oof_views([tmp_path / "mil"], error_table([tmp_path / "mil"]), n=2)
+    assert [x["kind"] for x in a] == ["attention"] * 2 and all(np.isclose(x["attn"].sum(), 1) for x in a)
+    assert all(len(x["attn"]) == len(x["boxes"]) for x in a)
+    assert not (tmp_path / "mil" / "features").exists()                 # the run is only read
