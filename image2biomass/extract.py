@@ -275,14 +275,11 @@ def _merged_is(path, fp) -> bool:
     try: return Path(path).is_file() and FeatureStore(path).fingerprint == {k: v for k, v in fp.items() if k != "shard"}
     except StoreError: return False
 
-def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) -> Path|None:
-    "Extract shard k of n (all images when n == 1) into `out`; None when `merged` already holds this very extraction."
-    from image2biomass.files import progress
-    device = prepare_device(device or resolve_device(cfg.device))   # --shard i/N runs without Dist: set up here too
-    cfg = dataclasses.replace(cfg, workers=loader_workers(cfg.workers, device)); set_threads(cfg.workers)
-    all_ids, all_paths = list_images(cfg)
-    sel = list(range(k, len(all_ids), n))
-    ids, paths = [all_ids[j] for j in sel], [all_paths[j] for j in sel]
+# %% ../nbs/02c_extract.ipynb #3431c001
+def _photo_layout(cfg: ExtractConfig, # the extraction's settings
+                  paths, # the photos of this shard
+                 ) -> tuple: # (sizes, tile boxes, {index: error} of headers that cannot be read)
+    "Each photo's size from its header and its tile boxes; an unreadable header stops, or is kept to skip the photo."
     sizes, boxes, header_errors = [], [], {}
     for j, p in enumerate(paths):
         try: hw = image_size(p, cfg.max_pixels)
@@ -295,31 +292,33 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
     if cfg.layout == "grid" and (big := max((max(hw) for hw in sizes), default=0)) and cfg.tile > max(2 * big, 4096):
         raise ConfigError(f"--tile {cfg.tile} is larger than every image (the largest side is {big} px), more than "
                           "twice: its tiles would be mostly padding; choose a tile no larger than the images")
+    return sizes, boxes, header_errors
+
+def _ready_backbone(cfg: ExtractConfig, # the extraction's settings
+                    device, # where it runs
+                   ) -> tuple: # (model, info, feature names, autocast context)
+    "The backbone on its device, checked on one tile, compiled and in bf16 when asked."
     with warnings.catch_warnings():
         if not cfg.progress: warnings.simplefilter("ignore")
         fx, info = load_backbone(cfg.backbone, cfg.feature, cfg.weights, cfg.random_init, cfg.input_size or None,
                                  tile=cfg.tile if cfg.layout == "grid" else None, scales=cfg.scales)
-    size = info["input_size"]
     if cfg.progress: print(describe_backbone(info))
     fx = fx.to(device).eval()
     if device.type == "cuda": fx = fx.to(memory_format=torch.channels_last)
-    views = view_indices(cfg.views)
-    names = check_input(fx, size, cfg.backbone)   # on its device: one tile, a size it cannot take is one line
+    names = check_input(fx, info["input_size"], cfg.backbone)   # on its device: a size it cannot take is one line
     if cfg.compile: fx.compile()   # in place, after the one-tile check: one graph for the fixed batch shape
-    dim = sum(w for _, w in names)
-    fp = fingerprint(cfg, info, all_ids, f"{k}/{n}" if n > 1 else "", all_paths)
-    if merged is not None and _merged_is(merged, fp): return None   # a torchrun rerun after the shards were merged
-    w = open_store_for_writing(out, fp, ids, boxes, sizes, len(views), dim, cfg.dtype, overwrite=cfg.overwrite,
-                               commit_every=cfg.commit_every, names=names)
-    if w is None:
-        if cfg.progress: print(f"{out} is already complete ({len(ids)} images); nothing to do")
-        return Path(out)
-    w.stamp = files_stamp(cfg, all_paths)
-    start = w.next
     amp = autocast(device)
     if cfg.precision == "bf16" and device.type == "cuda": fx, amp = fx.to(torch.bfloat16), contextlib.nullcontext()
+    return fx, info, names, amp
 
-    invariant = cfg.backbone == VEGETATION   # its statistics are D4-invariant: one pass, replicated across views
+# %% ../nbs/02c_extract.ipynb #3431c002
+def _forward(fx, # the backbone
+             views, # view indices (`view_indices`)
+             device, # where it runs
+             amp, # autocast context
+             invariant, # the features are D4-invariant (vegetation statistics): one pass, replicated across views
+            ):
+    "(B, 3, S, S) uint8 tiles -> (B, views, dim) features, on the device (`TileBatcher` copies them back)."
     def run(x):
         x = x.to(device, non_blocking=True)
         if invariant:
@@ -327,46 +326,76 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
             return f[:, None].expand(-1, len(views), -1)
         xs = torch.cat([d4_tensor(x, v) for v in views]) if len(views) > 1 else x
         with torch.inference_mode(), amp: f = fx(xs.contiguous(memory_format=torch.channels_last)).float()
-        return f.view(len(views), len(x), -1).permute(1, 0, 2)   # on its device: TileBatcher copies it back
+        return f.view(len(views), len(x), -1).permute(1, 0, 2)
+    return run
 
+# %% ../nbs/02c_extract.ipynb #3431c004
+def _write_tiles(cfg: ExtractConfig, # the extraction's settings
+                 w, # the store writer
+                 dl, # the DataLoader of (index, tiles, error)
+                 tb, # the TileBatcher
+                 boxes, # each photo's tile boxes
+                 header_errors, # {index: error} of `_photo_layout`
+                 shape, # (views, dim, input size)
+                 bar, # progress bar
+                 out, # the store (messages)
+                ):
+    "Write every photo's features in order; an unreadable photo stops (keeping what is done) or is skipped."
+    n_views, dim, size = shape; failures, t0, done = {}, time.time(), [0]
+    def drain(final=False):
+        for i, f in tb.ready(final):
+            if f is None and i in failures: w.skip(i, failures.pop(i))
+            else:
+                w.write(i, (f if f is not None else np.zeros((0, n_views, dim))).astype(cfg.dtype))
+                done[0] += len(boxes[i])
+            bar.update(1)
+        bar.set_postfix(tiles_per_s=f"{done[0] / max(time.time() - t0, 1e-9):.1f}")
+    for i, tiles, err in dl:
+        if err is None and i in header_errors: err = header_errors[i]
+        if err is not None:
+            if cfg.on_error == "stop":
+                drain(final=True); w.close()
+                raise ImageError(f"{err}. {partial_path(out)} keeps the {w.n_done} images done so far: fix or "
+                                 "remove the file and rerun the same command to continue, or pass --on-error skip")
+            failures[i] = err; tb.add(i, torch.zeros((0, 3, size, size), dtype=torch.uint8))
+        else: tb.add(i, tiles)
+        drain()
+    drain(final=True)
+
+# %% ../nbs/02c_extract.ipynb #3431c003
+def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) -> Path|None:
+    "Extract shard k of n (all images when n == 1) into `out`; None when `merged` already holds this very extraction."
+    from image2biomass.files import progress
+    device = prepare_device(device or resolve_device(cfg.device))   # --shard i/N runs without Dist: set up here too
+    cfg = dataclasses.replace(cfg, workers=loader_workers(cfg.workers, device)); set_threads(cfg.workers)
+    all_ids, all_paths = list_images(cfg)
+    ids, paths = all_ids[k::n], all_paths[k::n]
+    sizes, boxes, header_errors = _photo_layout(cfg, paths)
+    fx, info, names, amp = _ready_backbone(cfg, device)
+    size, views, dim = info["input_size"], view_indices(cfg.views), sum(w for _, w in names)
+    fp = fingerprint(cfg, info, all_ids, f"{k}/{n}" if n > 1 else "", all_paths)
+    if merged is not None and _merged_is(merged, fp): return None   # a torchrun rerun after the shards were merged
+    w = open_store_for_writing(out, fp, ids, boxes, sizes, len(views), dim, cfg.dtype, overwrite=cfg.overwrite,
+                               commit_every=cfg.commit_every, names=names)
+    if w is None:
+        if cfg.progress: print(f"{out} is already complete ({len(ids)} images); nothing to do")
+        return Path(out)
+    w.stamp, start = files_stamp(cfg, all_paths), w.next
     ds = TileDataset(paths, boxes, sizes, list(range(start, len(ids))), size, cfg.layout, cfg.tile, cfg.clean,
                      cfg.max_pixels, draft=bool(info.get("draft")))
     dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=cfg.workers, pin_memory=False,  # the batcher pins
                                      persistent_workers=False, prefetch_factor=4 if cfg.workers else None,
                                      worker_init_fn=_worker_init if cfg.workers else None)
-    tb = TileBatcher(run, cfg.batch_size or (64 if device.type == "cuda" else 16), pinned=device.type == "cuda")
-    total_tiles = sum(len(b) for b in boxes[start:])
+    tb = TileBatcher(_forward(fx, views, device, amp, cfg.backbone == VEGETATION),
+                     cfg.batch_size or (64 if device.type == "cuda" else 16), pinned=device.type == "cuda")
     bar = progress(None, cfg.progress, total=len(ids), initial=start, unit="img",
                    desc=f"extract {cfg.backbone}{f' shard {k}/{n}' if n > 1 else ''}")
-    t0, tiles_done = time.time(), 0
-    def drain(final=False):
-        nonlocal tiles_done
-        for i, f in tb.ready(final):
-            if f is None and i in failures: w.skip(i, failures.pop(i))
-            else:
-                w.write(i, (f if f is not None else np.zeros((0, len(views), dim))).astype(cfg.dtype))
-                tiles_done += len(boxes[i])
-            bar.update(1)
-        bar.set_postfix(tiles_per_s=f"{tiles_done / max(time.time() - t0, 1e-9):.1f}")
-    failures = {}
-    try:
-        for i, tiles, err in dl:
-            if err is None and i in header_errors: err = header_errors[i]
-            if err is not None:
-                if cfg.on_error == "stop":
-                    drain(final=True); w.close()
-                    raise ImageError(f"{err}. {partial_path(out)} keeps the {w.n_done} images done so far: fix or "
-                                     "remove the file and rerun the same command to continue, or pass --on-error skip")
-                failures[i] = err; tb.add(i, torch.zeros((0, 3, size, size), dtype=torch.uint8))
-            else: tb.add(i, tiles)
-            drain()
-        drain(final=True)
-        w.finish()
+    t0, total_tiles = time.time(), sum(len(b) for b in boxes[start:])
+    try: _write_tiles(cfg, w, dl, tb, boxes, header_errors, (len(views), dim, size), bar, out); w.finish()
     finally:
         bar.close()
         if w.f.id.valid: w.close()
-    dt = time.time() - t0
-    rate = total_tiles / max(dt, 1e-9)
+    dt = time.time() - t0; rate = total_tiles / max(dt, 1e-9)
     LAST_RUN.update(images=len(ids) - start, tiles=total_tiles, seconds=dt, tiles_per_s=rate, device=str(device))
     if cfg.progress:
         print(f"wrote {out}: {len(ids) - start} images, {total_tiles} tiles in {dt:.1f} s ({rate:.1f} tiles/s)")
