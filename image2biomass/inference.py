@@ -130,7 +130,7 @@ def extract_like(fp, # fingerprint of the store the run was trained on
                  allow_outside=False, # accept image paths leading outside data_dir
                 ):
     "The store of `image_ids` made with the settings of the store `fp` describes (reused if it exists)."
-    from image2biomass.extract import extract, ExtractConfig
+    from image2biomass.extract import ExtractConfig
     random_init = fp.get("weights") == "random-init"
     if not random_init: _check_weights(fp, weights, what)
     out = _test_store_path(fp, features_dir, split, image_ids)
@@ -142,11 +142,19 @@ def extract_like(fp, # fingerprint of the store the run was trained on
                        workers=workers, batch_size=batch_size, device=device, progress=progress, max_pixels=max_pixels,
                        allow_outside_paths=allow_outside)
     if _STORES_READY.get(key := _ready_key(ec)) == _files_state(ec): return out   # checked earlier in this process
+    _extract_cached(ec); _STORES_READY[key] = _files_state(ec)
+    return out
+
+def _extract_cached(ec, # the ExtractConfig of a cached store
+                   ):
+    "Extract (or check) a cached store; a damaged cache is rebuilt once; an image that cannot be read is one line."
+    from image2biomass.extract import extract
+    out = Path(ec.out)
     for attempt in (1, 2):                    # the test store is a cache: a damaged one is rebuilt, once
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore"); extract(ec)
-            FeatureStore(out).load_all(); _STORES_READY[key] = _files_state(ec); return out
+            FeatureStore(out).load_all(); return
         except ImageError as e:                 # extract's --on-error skip is not an option here: every image counts
             msg = str(e).split(". Fix or remove")[0].split(". " + str(partial_path(out)))[0]
             raise ImageError(f"{msg}. A prediction needs every image of the split: fix or replace the file, then "
@@ -160,6 +168,33 @@ def extract_like(fp, # fingerprint of the store the run was trained on
             out.unlink(missing_ok=True); partial_path(out).unlink(missing_ok=True)
 
 # %% ../nbs/07_inference.ipynb #89bc452f
+def _features_dir(run, # a train-heads run folder
+                  features_dir=None, # where test stores are cached (default: run/features, which must be writable)
+                 ) -> Path:
+    "The folder for the run's test stores: the run's own by default, refused with one line where it is read-only."
+    fd = Path(features_dir or Path(run) / "features")
+    if not features_dir:   # the run's own cache folder: read-only where runs are inputs (Kaggle's /kaggle/input)
+        try: check_writable(fd)
+        except OutputError:
+            raise OutputError(f"{fd}: not writable (a read-only run folder, as under /kaggle/input); the test features "
+                              "need a cache folder: pass --features-dir, e.g. /kaggle/working/features") from None
+    return fd
+
+def _density_maps(st, # the store the density head read
+                  grams, # (n, cells, 3) grams of each cell
+                  area, # (n, cells) image share of each cell
+                  kept, # the images' ids, in order
+                  tc, # the run's training config (its `slices`)
+                 ) -> list: # per image dict(rects, grams, area)
+    "Each image's map: the cells' rectangles in photo pixels with their grams and areas (padding cells dropped)."
+    from image2biomass.store import FeatureStore
+    from image2biomass.train_heads import grid_of
+    from image2biomass.tiling import cell_rects
+    s, G = FeatureStore(st), max(1, grid_of(st, tc.get("slices", "")))
+    return [dict(rects=cell_rects(s.boxes(i), s.fingerprint["layout"], s.fingerprint["tile"], G).reshape(-1, 4),
+                 grams=grams[k][: len(s.boxes(i)) * G * G], area=area[k][: len(s.boxes(i)) * G * G].numpy())
+            for k, i in enumerate(kept)]
+
 def _by_fold(outs, # each fold model's outputs (dicts of tensors, images first)
              key, # pred | attn | grams
              folds=None, # per image, the fold model to take; None: the mean of all folds
@@ -169,6 +204,7 @@ def _by_fold(outs, # each fold model's outputs (dicts of tensors, images first)
     a = np.stack([o[key].numpy() for o in outs])
     return a.mean(0) if folds is None else a[np.asarray(folds), np.arange(a.shape[1])]
 
+# %% ../nbs/07_inference.ipynb #89bc45b1
 def predict_heads_run(run, # a train-heads run folder
                       data_dir, # folder of the split's CSV and images
                       image_ids, # images to predict
@@ -186,18 +222,11 @@ def predict_heads_run(run, # a train-heads run folder
                      ) -> dict:
     """dict(pred (n, 5): the folds' mean (or each image's `folds` model), fold_pred (K, n, 5), attn, and for density
     runs maps: per image the cells' rectangles, grams and areas)."""
-    from image2biomass.train_heads import load_bags, load_heads, project, to_locations, grid_of
-    from image2biomass.tiling import cell_rects
+    from image2biomass.train_heads import load_bags, load_heads, project, to_locations
     cfg = read_config(run)
     fp, tc = cfg["store_fingerprint"], cfg["config"]
-    fd = Path(features_dir or Path(run) / "features")
-    if not features_dir:   # the run's own cache folder: read-only where runs are inputs (Kaggle's /kaggle/input)
-        try: check_writable(fd)
-        except OutputError:
-            raise OutputError(f"{fd}: not writable (a read-only run folder, as under /kaggle/input); the test features "
-                              "need a cache folder: pass --features-dir, e.g. /kaggle/working/features") from None
-    st = extract_like(fp, data_dir, image_ids, split, fd, weights, workers, batch_size, device, progress, str(run),
-                      max_pixels, allow_outside)
+    st = extract_like(fp, data_dir, image_ids, split, _features_dir(run, features_dir), weights, workers, batch_size,
+                      device, progress, str(run), max_pixels, allow_outside)
     X, mask, kept = load_bags(st, list(image_ids), split=split, slices=tc.get("slices", ""))
     if len(kept) != len(image_ids):
         raise DataError(
@@ -210,18 +239,7 @@ def predict_heads_run(run, # a train-heads run folder
         for model, mu, proj in load_heads(run): outs.append(model(project(X, mu, proj).mean(2), mask, area))
     fold_pred = np.stack([o["pred"].numpy() for o in outs])
     res = dict(pred=_by_fold(outs, "pred", folds), fold_pred=fold_pred, attn=_by_fold(outs, "attn", folds), store=st)
-    if maps and area is not None:
-        from image2biomass.store import FeatureStore
-        s, G = FeatureStore(st), max(1, grid_of(st, tc.get("slices", "")))
-        grams = _by_fold(outs, "grams", folds)
-        res["maps"] = [
-            dict(
-                rects=cell_rects(s.boxes(i), s.fingerprint["layout"], s.fingerprint["tile"], G).reshape(-1, 4),
-                grams=grams[k][: len(s.boxes(i)) * G * G],
-                area=area[k][: len(s.boxes(i)) * G * G].numpy(),
-            )
-            for k, i in enumerate(kept)
-        ]
+    if maps and area is not None: res["maps"] = _density_maps(st, _by_fold(outs, "grams", folds), area, kept, tc)
     return res
 
 # %% ../nbs/07_inference.ipynb #32a058cb
@@ -267,7 +285,7 @@ def predict_finetune_run(run, # a fine-tuned run folder
     "dict(pred (n, 5) averaged over TTA views and folds, and for density runs maps of the un-augmented view)."
     from image2biomass.files import progress as progress_bar
     from image2biomass.finetune import CropDataset, Samples
-    from image2biomass.tiling import d4_tensor, view_indices, cell_rects, layout_boxes
+    from image2biomass.tiling import d4_tensor, view_indices
     from image2biomass.runtime import resolve_device, autocast
     cj, dev = read_config(run), resolve_device(device)
     folds = run_folds(run)
@@ -285,17 +303,24 @@ def predict_finetune_run(run, # a fine-tuned run folder
         preds.append(torch.cat(out).numpy())
         if g: grams.append(torch.cat(g).numpy())
     res = dict(pred=np.mean(preds, 0))
-    if grams:
-        from image2biomass.extract import image_size
-        G, lay = m.grid, cfg.layout
-        res["maps"] = []
-        for k, p in enumerate(paths):
-            hw = image_size(p); boxes = layout_boxes(*hw, lay, cfg.tile, cfg.stride)
-            a = np.asarray(ds[k]["area"])
-            res["maps"].append(
-                dict(rects=cell_rects(boxes, lay, cfg.tile, G).reshape(-1, 4), grams=np.mean(grams, 0)[k], area=a)
-            )
+    if grams: res["maps"] = _finetune_maps(paths, np.mean(grams, 0), ds, cfg, m.grid)
     return res
+
+def _finetune_maps(paths, # the photos
+                   grams, # (n, cells, 3) the folds' mean grams of each cell
+                   ds, # the CropDataset of the photos (its cells' areas)
+                   cfg, # the run's FinetuneConfig (layout, tile, stride)
+                   G, # cells per tile side
+                  ) -> list: # per photo dict(rects, grams, area)
+    "Each photo's map from a fine-tuned density model: the cells' rectangles in photo pixels, grams and areas."
+    from image2biomass.extract import image_size
+    from image2biomass.tiling import cell_rects, layout_boxes
+    out = []
+    for k, p in enumerate(paths):
+        boxes = layout_boxes(*image_size(p), cfg.layout, cfg.tile, cfg.stride)
+        out.append(dict(rects=cell_rects(boxes, cfg.layout, cfg.tile, G).reshape(-1, 4), grams=grams[k],
+                        area=np.asarray(ds[k]["area"])))
+    return out
 
 # %% ../nbs/07_inference.ipynb #5f4d1fe8
 COMPONENTS = ["Dry_Green_g", "Dry_Dead_g", "Dry_Clover_g"]

@@ -58,17 +58,13 @@ def pseudo_labels(runs, # run folders whose mean prediction labels the images
                  ) -> pd.DataFrame:
     """image_id, image_path and the runs' mean, mass-balanced prediction of each test image (with `per_fold` and heads
     runs on the same folds, one row per image and fold: the fold-k models' mean, in a `fold` column); without
-    `keep_flagged`,
-    the images `predict --detail` would flag (features unlike the training images', predictions at the edge of the
-    training range) are left out: a wrong label there is likely, and it would be learnt."""
+    `keep_flagged`, the images `predict --detail` would flag (features unlike the training images', predictions at the
+    edge of the training range) are left out: a wrong label there is likely, and it would be learnt."""
     P, F, stores = [], [], {}
     for r in runs:
         if run_type(r) == "finetune":
-            P.append(
-                predict_finetune_run(r, data_dir, ids, paths, cfg.tta, 8, cfg.workers, cfg.device, False, cfg.weights)[
-                    "pred"
-                ]
-            )
+            res = predict_finetune_run(r, data_dir, ids, paths, cfg.tta, 8, cfg.workers, cfg.device, False, cfg.weights)
+            P.append(res["pred"])
         else:
             fd = cfg.features_dir or Path(read_config(r)["config"]["store"]).parent / "features"
             res = predict_heads_run(r, data_dir, ids, "test", fd, cfg.weights, cfg.workers, 0, cfg.device, False)

@@ -221,3 +221,23 @@ def test_resume_every_writes_on_improvement_period_and_end(ds, tmp_path):
         if v > best + 1e-6 or e == len(r2) - 1 or (e + 1) % 2 == 0: want.append(e)
         best = max(best, v)
     assert calls == want and len(want) < len(r2), (calls, want, r2)   # fewer states than epochs, exactly those
+
+
+def test_density_head_predicts_maps_that_add_up(ds, tmp_path):
+    "A fine-tuned density head on the grid layout: predict --maps writes one map per photo; its grams add up."
+    from image2biomass.inference import predict_finetune_run
+    from image2biomass.inference import COMPONENTS
+    from image2biomass.data import read_test, TARGETS
+    out = tmp_path / "dens"
+    run("train", "--data-dir", ds, "--out", out, "--layout", "grid", "--head", "density", "--epochs", 1, "--folds", 2,
+        *TINY, check=0)
+    run("predict", "--runs", out, "--data-dir", ds, "--out", tmp_path / "s.csv", "--maps", tmp_path / "maps",
+        "--workers", 0, "--no-progress", check=0)
+    t = read_test(ds / "test.csv").drop_duplicates("image_id")
+    assert sorted(p.stem for p in (tmp_path / "maps").glob("*.png")) == sorted(t.image_id)
+    r = predict_finetune_run(out, ds, list(t.image_id), [ds / p for p in t.image_path], workers=0, progress=False,
+                             maps=True)
+    cols = [TARGETS.index(c) for c in COMPONENTS]
+    for m, p in zip(r["maps"], r["pred"]):
+        assert len(m["rects"]) == len(m["grams"]) == len(m["area"])
+        assert np.allclose(m["grams"].sum(0), p[cols], rtol=1e-3)
