@@ -16,6 +16,7 @@ from image2biomass.data import make_synthetic_dataset, read_train, load_image
 from image2biomass.backbones import load_backbone
 from image2biomass.tiling import layout_boxes, crop_tiles
 from image2biomass import extract as ex
+from image2biomass.store import FeatureStore
 
 p = argparse.ArgumentParser()
 p.add_argument("--backbone", default="vit_small_patch14_dinov2")
@@ -67,7 +68,7 @@ for r in range(a.rounds):   # interleaved: a busy neighbour slows all three alik
     t0 = time.perf_counter(); seed_loop(); seed_rates.append(n_tiles / (time.perf_counter() - t0))
     ex.extract(data_dir=ds, out=tmp / f"s{r}.h5", backbone=a.backbone, feature=a.feature, random_init=True,
                input_size=size, batch_size=a.batch_size, workers=a.workers, progress=False)
-    pipe_rates.append(ex.LAST_RUN["tiles_per_s"])
+    pipe_rates.append(FeatureStore(tmp / f"s{r}.h5").timing["tiles_per_s"])
 bare_rate, seed_rate, pipe_rate = (float(np.median(v)) for v in (bare_rates, seed_rates, pipe_rates))
 fmt = lambda v: ", ".join(f"{x:.1f}" for x in v)
 lines = [f"backbone {a.backbone} ({a.feature}, random-init), {size} px model input, batch {a.batch_size}, "
@@ -83,9 +84,9 @@ if a.native_check:
     times = {}
     for label, kw in [("tile size (new default)", {}), ("native size (old default)", {"input_size": 518})]:
         t0 = time.perf_counter()
-        ex.extract(data_dir=small, out=tmp / f"n{len(times)}.h5", backbone="dinov2_small", random_init=True, tile=224,
+        st = ex.extract(data_dir=small, out=tmp / f"n{len(times)}.h5", backbone="dinov2_small", random_init=True, tile=224,
                    stride=224, batch_size=a.batch_size, workers=a.workers, progress=False, **kw)
-        times[label] = (time.perf_counter() - t0, ex.LAST_RUN["tiles"])
+        times[label] = (time.perf_counter() - t0, FeatureStore(st).timing["tiles"])
     (t_new, n), (t_old, _) = times.values()
     lines.append(f"input-size default, dinov2_small on {n} tiles of 224 px: {t_new:.1f} s at 224 (the tile size) vs "
                  f"{t_old:.1f} s at 518 (native) = {t_old / t_new:.1f}x")

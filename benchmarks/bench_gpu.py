@@ -107,16 +107,17 @@ if not a.skip_finetune:
 # 2. extraction: pipeline vs bare model, autocast vs bf16 weights
 if not a.skip_extract:
     from image2biomass.backbones import load_backbone
-    from image2biomass.extract import extract, LAST_RUN
+    from image2biomass.extract import extract
+    from image2biomass.store import FeatureStore
     ds_x = make_synthetic_dataset(tmp / "x", n_train=a.extract_images, n_test=1, size=SIZE, seed=1, progress=False,
                                   workers=jobs)
     X = dict(data_dir=ds_x, backbone=X_NAME, random_init=True, layout="halves", input_size=X_PX,
              batch_size=a.batch_size, workers=W, device=DEV, progress=False)
 
     def pipeline(compile=False, precision="autocast") -> dict:
-        "The package's extraction, timed by its own loop (LAST_RUN), after a first run that warms up or compiles."
-        for k in range(2): extract(out=tmp / f"x{compile}{precision}{k}.h5", compile=compile, precision=precision, **X)
-        return dict(LAST_RUN)
+        "The package's extraction, timed by its own loop (the store's timing), after a first run that warms up or compiles."
+        for k in range(2): st = extract(out=tmp / f"x{compile}{precision}{k}.h5", compile=compile, precision=precision, **X)
+        return FeatureStore(st).timing
     runs = {"eager": pipeline()}
     fx, info = load_backbone(X_NAME, random_init=True, input_size=X_PX)
     fx = fx.to(DEV).eval().to(memory_format=torch.channels_last)

@@ -767,6 +767,7 @@ def check_input(fx, # the extractor, on the device it will run on
                          f"another --input-size (a multiple of {fx.patch})") from None
     finally: fx.train(was)
 
+# %% ../nbs/02a_backbones.ipynb #a6578005
 def _create(timm_name, size, overrides, dynamic=False, device=None):
     """A timm model at input `size`, seeded so that random-init is the same in every run. Models with an input size
     (ViTs, Swin) are built for `size` (Swin: windows kept at their trained size, padded, so its weights still fit);
@@ -782,6 +783,21 @@ def _create(timm_name, size, overrides, dynamic=False, device=None):
                 if not t: raise
 
 # %% ../nbs/02a_backbones.ipynb #0643b88a
+def _weights_of(name, spec: BackboneSpec, weights, random_init, overrides) -> tuple:
+    "(checkpoint, source file, weights id, format, timm name, architecture overrides, spec) of a model to build."
+    if random_init:
+        if weights is not None: raise ValueError("pass either --weights or --random-init, not both")
+        if name == AUTO: raise ValueError("--backbone auto reads the architecture from the weights; it needs --weights")
+        warnings.warn(f"{name}: random-init weights; features carry no meaning (use for tests only)")
+        return None, None, "random-init", "random-init", spec.timm_name, dict(overrides or {}), spec
+    src = resolve_weights(spec, weights)
+    ck = prepare_checkpoint(src, name)
+    tn, base = ck.timm_name, get_spec(ck.timm_name)
+    spec = BackboneSpec(name if name != AUTO else (ck.name or tn), tn, _native_size(ck, base),
+                        *_normalisation(src, ck, base), base.hf_hub_id)
+    return ck, src, weights_sha256(ck.files), ck.format, tn, ck.overrides, spec
+
+# %% ../nbs/02a_backbones.ipynb #6edc5739
 def load_backbone(name, # short or timm name, 'auto' (architecture from the weights) or 'vegetation'
                   kind=AUTO, # feature kind or spec (see above); auto: `default_feature` of the model
                   weights=None, # file or folder; None: $IMAGE2BIOMASS_WEIGHTS, then the hub cache
@@ -794,31 +810,12 @@ def load_backbone(name, # short or timm name, 'auto' (architecture from the weig
                  ) -> tuple: # (module uint8 (B,3,S,S) -> (B, D), info dict for the fingerprint)
     "Build a feature extractor with its weights resolved, converted and checked offline; `info` says what was loaded."
     spec = get_spec(name)
-    if name == VEGETATION:
-        return VegetationFeatures(), dict(
-            backbone=name,
-            timm_name="",
-            weights="none",
-            weights_format="none",
-            kind="vegetation",
-            version=VEG_VERSION,
-            draft=True,   # the loader may decode JPEGs at reduced scale (statistics, not pixels, are compared)
-            input_size=int(input_size or spec.input_size),
-            mean=list(spec.mean),
-            std=list(spec.std),
-        )
-    ck, src, wid, fmt = None, None, "random-init", "random-init"
-    if random_init:
-        if weights is not None: raise ValueError("pass either --weights or --random-init, not both")
-        if name == AUTO: raise ValueError("--backbone auto reads the architecture from the weights; it needs --weights")
-        warnings.warn(f"{name}: random-init weights; features carry no meaning (use for tests only)")
-        tn, ov = spec.timm_name, dict(overrides or {})
-    else:
-        src = resolve_weights(spec, weights)
-        ck = prepare_checkpoint(src, name)
-        tn, ov, base, wid, fmt = ck.timm_name, ck.overrides, get_spec(ck.timm_name), weights_sha256(ck.files), ck.format
-        spec = BackboneSpec(name if name != AUTO else (ck.name or tn), tn, _native_size(ck, base),
-                            *_normalisation(src, ck, base), base.hf_hub_id)
+    if name == VEGETATION:   # `draft`: the loader may decode JPEGs at reduced scale (statistics, not pixels, compared)
+        return VegetationFeatures(), dict(backbone=name, timm_name="", weights="none", weights_format="none",
+                                          kind="vegetation", version=VEG_VERSION, draft=True,
+                                          input_size=int(input_size or spec.input_size), mean=list(spec.mean),
+                                          std=list(spec.std))
+    ck, src, wid, fmt, tn, ov, spec = _weights_of(name, spec, weights, random_init, overrides)
     patch, dynamic = _patch_guess(tn, ov), len(parse_feature(kind, scales).scales) > 1
     size = round_to_patch(int(input_size or tile or spec.input_size), patch)
     model = _create(tn, size, ov, dynamic=dynamic)
@@ -882,6 +879,7 @@ def _mean_std(t):
     c = t - mu[..., None]
     return mu, (torch.linalg.vecdot(c, c) / (t.shape[-1] - 1)).sqrt()
 
+# %% ../nbs/02a_backbones.ipynb #70311bc2
 class VegetationFeatures(nn.Module):
     """Colour, vegetation-index and texture statistics of uint8 tiles (B, 3, S, S) -> (B, 44), each map computed once
     for the whole batch (stacked, one reduction per kind)."""
@@ -919,4 +917,3 @@ class VegetationFeatures(nn.Module):
         feats.append(dy.mean((2, 3)) + dx.mean((2, 3)))
         feats += list(_mean_std(x.flatten(2)))
         return torch.cat(feats, 1)
-

@@ -82,6 +82,7 @@ def bounds_of(cls) -> dict:
     "The bounds of a config class and of every group it is built from (a class's own entry wins)."
     return {k: v for c in reversed(cls.__mro__) for k, v in vars(c).get("bounds", {}).items()}
 
+# %% ../nbs/00b_config.ipynb #838eb967
 def check_config(cfg):
     "Check every field of a config dataclass against its type, `Literal` choices, `Form` and `bounds`; returns it."
     hints = get_type_hints(type(cfg), include_extras=True)
@@ -166,6 +167,7 @@ class RuntimeOptions(Config):
     workers: int = -1  # DataLoader processes (-1: by device, see loader_workers)
     bounds: ClassVar[dict] = dict(workers=(-1, None))
 
+# %% ../nbs/00b_config.ipynb #d0f3641e
 @dataclasses.dataclass(kw_only=True)
 class CompileOptions(Config):
     "How the backbone runs."

@@ -391,6 +391,28 @@ def _sample_targets(rng, state) -> dict:
     }
 
 # %% ../nbs/00_data.ipynb #e727682e
+def _soil(h, w, rng) -> Image.Image:
+    "Bare soil: a random tint, brightness patches (luminance only) and pixel noise."
+    soil = np.array([112, 84, 58]) * rng.uniform(0.8, 1.15)
+    low = rng.normal(0, 16, (max(2, h // 64), max(2, w // 64)))
+    low = np.asarray(Image.fromarray(np.clip(low + 128, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR),
+                     float)[..., None] - 128
+    return Image.fromarray(np.clip(soil + low + rng.integers(-10, 11, (h, w, 1)), 0, 255).astype(np.uint8))
+
+def _strokes(dr: ImageDraw.ImageDraw, rng, n, length, width, colour, jitter, s):
+    "About `n` (Poisson) straight strokes of random angle, length, width and colour; `s` scales lengths to the photo."
+    w, h = dr.im.size
+    n = int(rng.poisson(n))
+    xy = rng.uniform(0, 1, (n, 2)) * [w, h]
+    ang = rng.uniform(0, np.pi, n)
+    ln = rng.uniform(*length, n) * s
+    cols = np.clip(np.array(colour) + rng.integers(-jitter, jitter + 1, (n, 3)), 0, 255).astype(int)
+    wd = np.maximum(1, np.round(rng.uniform(*width, n) * s)).astype(int)
+    for (x, y), a, l, c, k in zip(xy, ang, ln, cols, wd):
+        dx, dy = math.cos(a) * l / 2, math.sin(a) * l / 2
+        dr.line([(x - dx, y - dy), (x + dx, y + dy)], fill=tuple(c), width=int(k))
+
+# %% ../nbs/00_data.ipynb #c9ea160c
 def render_pasture(t, # targets dict (grams) as from `_sample_targets`
                    size=(1000, 2000), # (height, width) in pixels
                    rng=None, # numpy Generator
@@ -399,29 +421,10 @@ def render_pasture(t, # targets dict (grams) as from `_sample_targets`
     rng = rng or np.random.default_rng()
     h, w = size
     s = math.sqrt(h * w / 2e6)  # length scale relative to the real 1000x2000 photos
-    soil = np.array([112, 84, 58]) * rng.uniform(0.8, 1.15)
-    low = rng.normal(0, 16, (max(2, h // 64), max(2, w // 64)))  # soil brightness patches (luminance only)
-    low = (
-        np.asarray(Image.fromarray(np.clip(low + 128, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR), float)[
-            ..., None
-        ]
-        - 128
-    )
-    base = soil + low + rng.integers(-10, 11, (h, w, 1))
-    im = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    im = _soil(h, w, rng)
     dr = ImageDraw.Draw(im)
-    def strokes(n, length, width, colour, jitter):
-        n = int(rng.poisson(n))
-        xy = rng.uniform(0, 1, (n, 2)) * [w, h]
-        ang = rng.uniform(0, np.pi, n)
-        ln = rng.uniform(*length, n) * s
-        cols = np.clip(np.array(colour) + rng.integers(-jitter, jitter + 1, (n, 3)), 0, 255).astype(int)
-        wd = np.maximum(1, np.round(rng.uniform(*width, n) * s)).astype(int)
-        for (x, y), a, l, c, k in zip(xy, ang, ln, cols, wd):
-            dx, dy = math.cos(a) * l / 2, math.sin(a) * l / 2
-            dr.line([(x - dx, y - dy), (x + dx, y + dy)], fill=tuple(c), width=int(k))
-    strokes(t["Dry_Dead_g"] * 30, (60, 130), (2, 4), (196, 170, 112), 18)   # straw litter
-    strokes(t["Dry_Green_g"] * 32, (35, 90), (4, 8), (62, 138, 44), 22)     # grass blades
+    _strokes(dr, rng, t["Dry_Dead_g"] * 30, (60, 130), (2, 4), (196, 170, 112), 18, s)   # straw litter
+    _strokes(dr, rng, t["Dry_Green_g"] * 32, (35, 90), (4, 8), (62, 138, 44), 22, s)     # grass blades
     n = int(rng.poisson(t["Dry_Clover_g"] * 40))                             # clover trefoils
     for (x, y), r, c in zip(rng.uniform(0, 1, (n, 2)) * [w, h], rng.uniform(5, 10, n) * s,
                             np.clip(np.array([38, 112, 92]) + rng.integers(-14, 15, (n, 3)), 0, 255)):
@@ -476,6 +479,34 @@ def _synth_one(job) -> tuple:
     return [[f"{iid}__{n}", *meta, n, _fmt(t[n])] for n in TARGETS], []
 
 # %% ../nbs/00_data.ipynb #2b194036
+def _check_synthetic(n_train, n_test, size, quality, stamps, workers):
+    "One line per value `make_synthetic_dataset` cannot use."
+    if n_train < 1 or n_test < 1: raise ValueError(f"n_train and n_test must be >= 1, got {n_train}, {n_test}")
+    if not 1 <= quality <= 100: raise ValueError(f"--quality {quality}: a JPEG quality from 1 to 100")
+    if not 0 <= stamps <= 1: raise ValueError(f"--stamps {stamps}: the share of photos with a stamp, from 0 to 1")
+    if workers < 0: raise ValueError(f"--workers {workers}: a number of threads, 0 or more")
+    if min(size) < 8: raise ValueError(f"--size {size[0]} {size[1]}: height and width of at least 8 pixels")
+
+def _sampling_dates(rng, n_train) -> dict:
+    "State -> its sampling dates: each date belongs to one State, and every State gets at least 2."
+    states = list(STATE_SHARE); p = np.array(list(STATE_SHARE.values()), float); p /= p.sum()
+    n_dates = int(np.clip(n_train // 5, 12, 28))  # real: 28 dates for 357 images; small sets get more for CV
+    dates = {st: [] for st in states}
+    for k, day in enumerate(rng.choice(365, n_dates, replace=False)):
+        st = states[k % 4] if k < 8 else rng.choice(states, p=p)
+        d = pd.Timestamp("2015-01-01") + pd.Timedelta(days=int(day))
+        dates[st].append(f"{d.year}/{d.month}/{d.day}")
+    return dates
+
+def _write_tables(out: Path, train_rows, test_rows, label_rows):
+    "train.csv, test.csv, sample_submission.csv (zeros) and test_labels.csv in the competition's columns."
+    pd.DataFrame(train_rows, columns=TRAIN_COLUMNS).to_csv(out / "train.csv", index=False)
+    pd.DataFrame(test_rows, columns=TEST_COLUMNS).to_csv(out / "test.csv", index=False)
+    pd.DataFrame({"sample_id": [r[0] for r in test_rows], "target": 0.0}).to_csv(out / "sample_submission.csv",
+                                                                                  index=False)
+    pd.DataFrame(label_rows, columns=["sample_id", "target"]).to_csv(out / "test_labels.csv", index=False)
+
+# %% ../nbs/00_data.ipynb #3df2de03
 def make_synthetic_dataset(
     out_dir,  # folder to create: train.csv, test.csv, sample_submission.csv, test_labels.csv, train/, test/
     n_train=60,  # training images
@@ -491,26 +522,14 @@ def make_synthetic_dataset(
     "Write a synthetic dataset in the competition's exact format; returns `out_dir`."
     from image2biomass.files import progress as progress_bar
     out = Path(out_dir)
-    if n_train < 1 or n_test < 1: raise ValueError(f"n_train and n_test must be >= 1, got {n_train}, {n_test}")
-    if not 1 <= quality <= 100: raise ValueError(f"--quality {quality}: a JPEG quality from 1 to 100")
-    if not 0 <= stamps <= 1: raise ValueError(f"--stamps {stamps}: the share of photos with a stamp, from 0 to 1")
-    if workers < 0: raise ValueError(f"--workers {workers}: a number of threads, 0 or more")
-    if min(size) < 8: raise ValueError(f"--size {size[0]} {size[1]}: height and width of at least 8 pixels")
+    _check_synthetic(n_train, n_test, size, quality, stamps, workers)
     if (out / "train.csv").exists() and not overwrite:
         raise FileExistsError(
             f"{out} already holds a dataset (train.csv); pass overwrite=True (CLI: --overwrite) to replace it"
         )
     rng = np.random.default_rng(seed)
     (out / "train").mkdir(parents=True, exist_ok=True); (out / "test").mkdir(exist_ok=True)
-    states = list(STATE_SHARE); p = np.array(list(STATE_SHARE.values()), float); p /= p.sum()
-    n_dates = int(np.clip(n_train // 5, 12, 28))  # real: 28 dates for 357 images; small sets get more for CV
-    dates = {st: [] for st in states}
-    days = rng.choice(365, n_dates, replace=False)
-    for k, day in enumerate(days):  # each date belongs to one state; every state gets >= 2 dates
-        st = states[k % 4] if k < 8 else rng.choice(states, p=p)
-        d = pd.Timestamp("2015-01-01") + pd.Timedelta(days=int(day))
-        dates[st].append(f"{d.year}/{d.month}/{d.day}")
-    taken = set()
+    dates, taken = _sampling_dates(rng, n_train), set()
     train_rows, test_rows, label_rows = [], [], []
     split = [("train", i) for i in _ids(rng, n_train, taken)] + [("test", i) for i in _ids(rng, n_test, taken)]
     jobs = [(seed, k, part, iid, str(out), tuple(size), quality, stamps, dates) for k, (part, iid) in enumerate(split)]
@@ -519,17 +538,10 @@ def make_synthetic_dataset(
         bar = progress_bar(done, progress, total=len(jobs), desc="synthesising images", unit="img")
         for (rows, labels), (part, _) in zip(bar, split):   # the bar first: its end (a log line) is reached
             (train_rows if part == "train" else test_rows).extend(rows); label_rows += labels
-    pd.DataFrame(train_rows, columns=TRAIN_COLUMNS).to_csv(out / "train.csv", index=False)
-    pd.DataFrame(test_rows, columns=TEST_COLUMNS).to_csv(out / "test.csv", index=False)
-    pd.DataFrame({"sample_id": [r[0] for r in test_rows], "target": 0.0}).to_csv(
-        out / "sample_submission.csv", index=False
-    )
-    pd.DataFrame(label_rows, columns=["sample_id", "target"]).to_csv(out / "test_labels.csv", index=False)
+    _write_tables(out, train_rows, test_rows, label_rows)
     (out / "README.md").write_text(
         f"Synthetic image2biomass dataset: {n_train} train / {n_test} test images of {size[0]}x{size[1]} px, "
-        f"seed {seed}.\n"
-        "Made by image2biomass.data.make_synthetic_dataset; not real pasture data.\n"
-    )
+        f"seed {seed}.\nMade by image2biomass.data.make_synthetic_dataset; not real pasture data.\n")
     return out
 
 # %% ../nbs/00_data.ipynb #aba71d21

@@ -153,6 +153,26 @@ def demo_predict(out, # the demo's folder
     return pred, mil, dens["maps"][0], (wide("lower"), wide("upper"), flagged, 0.9)
 
 # %% ../nbs/09_demo.ipynb #c23e3a2a
+def _demo_data(data: Path, n_train, n_test, size, seed, progress):
+    "The demo's synthetic dataset in `data`: made once, then reused."
+    from image2biomass.runtime import usable_cores
+    if (data / "train.csv").exists(): print(f"reusing the synthetic dataset in {data} (delete it to make a new one)")
+    else:   # rendering threads release the GIL: as many as cores (the files do not depend on it)
+        make_synthetic_dataset(data, n_train=n_train, n_test=n_test, size=tuple(size), seed=seed, progress=progress,
+                               workers=min(8, usable_cores()))
+
+def _demo_report(out: Path, data: Path, test, runs, spec, labels, pred, mil, dmap, iv, n_train):
+    "report.png: the ensemble's OOF and held-out scatter, the first test photo with its MIL attention and map."
+    from image2biomass.ensemble import load_oofs, blend, spec_blend
+    from image2biomass.store import FeatureStore
+    _, _, y, P = load_oofs(runs)
+    boxes = FeatureStore(mil["store"]).boxes(test.image_id[0])
+    make_report(out / "report.png", y, blend(P, spec_blend(spec)), labels[TARGETS].to_numpy(), pred,
+                load_image(data / test.image_path[0]), boxes, mil["attn"][0][: len(boxes)], dmap, interval=iv,
+                title=f"image2biomass demo: {n_train} synthetic training images, "
+                      f"held-out weighted R² {weighted_r2(labels, pred):.3f}")
+
+# %% ../nbs/09_demo.ipynb #283dea13
 def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dataset in out_dir/data)
              n_train=120, # synthetic training images
              n_test=30, # synthetic test images (labels held out for scoring)
@@ -166,16 +186,11 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
     """Synthesise, validate, extract, cross-validate heads, ensemble, predict, map and score: the whole pipeline in
     minutes."""
     import time
-    from image2biomass.runtime import usable_cores
-    from image2biomass.ensemble import build_ensemble, load_oofs, blend, spec_blend
-    from image2biomass.store import FeatureStore
+    from image2biomass.ensemble import build_ensemble
     t0, out = time.time(), Path(out_dir)
     data = out / "data"
     say = print if progress else (lambda *a: None)
-    if (data / "train.csv").exists(): print(f"reusing the synthetic dataset in {data} (delete it to make a new one)")
-    else:   # rendering threads release the GIL: as many as cores (the files do not depend on it)
-        make_synthetic_dataset(data, n_train=n_train, n_test=n_test, size=tuple(size), seed=seed, progress=progress,
-                               workers=min(8, usable_cores()))
+    _demo_data(data, n_train, n_test, size, seed, progress)
     train, test = read_train(data / "train.csv", data_dir=data), read_test(data / "test.csv", data_dir=data)
     say(describe_dataset(train))
     say("\n== features: vegetation statistics" + (f", and {vit} with RANDOM-INIT weights (no meaning; exercises "
@@ -185,36 +200,16 @@ def run_demo(out_dir="runs/demo", # everything the demo makes goes here (the dat
     scores = demo_runs(out, data, veg, vst, vit, folds, seed, progress)
     runs = [out / "runs" / n for n in scores]
     spec = build_ensemble(runs, out / "ensemble.json", overwrite=True)
-    say(
-        f"ensemble: nested OOF weighted R2 {spec['nested_weighted_r2']:.4f} (in-sample "
-        f"{spec['in_sample_weighted_r2']:.4f})"
-    )
+    say(f"ensemble: nested OOF weighted R2 {spec['nested_weighted_r2']:.4f} (in-sample "
+        f"{spec['in_sample_weighted_r2']:.4f})")
     say("\n== predict the test split ==")
     pred, mil, dmap, iv = demo_predict(out, data, test, progress)
     labels = read_labels(data / "test_labels.csv", test.image_id)
-    _, _, y, P = load_oofs(runs)
-    boxes = FeatureStore(mil["store"]).boxes(test.image_id[0])
-    make_report(
-        out / "report.png",
-        y,
-        blend(P, spec_blend(spec)),
-        labels[TARGETS].to_numpy(),
-        pred,
-        load_image(data / test.image_path[0]),
-        boxes,
-        mil["attn"][0][: len(boxes)],
-        dmap,
-        interval=iv,
-        title=f"image2biomass demo: {len(train)} synthetic training images, "
-        f"held-out weighted R² {weighted_r2(labels, pred):.3f}",
-    )
+    _demo_report(out, data, test, runs, spec, labels, pred, mil, dmap, iv, len(train))
     m = _demo_metrics(out, train, test, size, seed, scores, vit, spec, labels, pred, time.time() - t0, iv)
-    print(                                       # the result: printed with or without progress
-        f"\nheld-out weighted R2 on {len(test)} synthetic test images: {m['heldout_weighted_r2']:.4f} (mean-prediction "
-        f"baseline {m['mean_baseline_heldout_weighted_r2']:.4f}); wrote {out}/submission.csv, metrics.json, "
-        "report.png, maps/"
-        + (f" in {m['seconds']:.0f} s" if progress else "")
-    )
+    print(f"\nheld-out weighted R2 on {len(test)} synthetic test images: {m['heldout_weighted_r2']:.4f} "   # always
+          f"(mean-prediction baseline {m['mean_baseline_heldout_weighted_r2']:.4f}); wrote {out}/submission.csv, "
+          "metrics.json, report.png, maps/" + (f" in {m['seconds']:.0f} s" if progress else ""))
     return m
 
 # %% ../nbs/09_demo.ipynb #5eee6855

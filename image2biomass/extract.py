@@ -23,9 +23,10 @@ from .backbones import (load_backbone, feature_names, describe_backbone, parse_f
 from .store import (open_store_for_writing, merge_stores, compress_store, FeatureStore, StoreError,
                                  _read_meta)
 from .files import partial_path
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['LAST_RUN', 'ExtractConfig', 'image_size', 'list_images', 'draft_factor', 'TileDataset', 'TileBatcher', 'shard_path',
+__all__ = ['ExtractConfig', 'image_size', 'list_images', 'draft_factor', 'TileDataset', 'TileBatcher', 'shard_path',
            'images_digest', 'fingerprint', 'files_stamp', 'extract']
 
 # %% ../nbs/02c_extract.ipynb #b17e8cb9
@@ -93,6 +94,7 @@ def draft_factor(side, # the smallest tile side in the stored image (px)
     "The largest JPEG decoding reduction that still leaves every tile at least `size` px wide."
     return next((k for k in (8, 4, 2) if side // k >= size), 1)
 
+# %% ../nbs/02c_extract.ipynb #24881527
 class TileDataset(torch.utils.data.Dataset):
     """Image `j` of a plan -> (index, uint8 tiles (n, 3, S, S) channels-last, error message or None). With `draft`
     (extractors of statistics) and no `clean`, JPEGs are decoded at the `draft_factor` reduction, boxes scaled to it."""
@@ -156,50 +158,56 @@ class TileBatcher:
         self.order.append(i); self.parts[i] = []; self.left[i] = len(tiles)
         if len(tiles): self.queue.append((i, tiles)); self.buffered += len(tiles)
 
-    def _run(self):
-        chunks, owners, got = [], [], 0
-        while got < self.B and self.queue:
-            i, t = self.queue[0]
-            k = min(self.B - got, len(t))
-            chunks.append(t[:k]); owners.append((i, k)); got += k
-            if k == len(t): self.queue.popleft()
-            else: self.queue[0] = (i, t[k:])
-        out, ev = self.fn(self._pack(chunks, got))[:got], None
-        if self.pinned and torch.is_tensor(out) and out.is_cuda:
-            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True); host.copy_(out, non_blocking=True)
-            ev = torch.cuda.Event(); ev.record(torch.cuda.current_stream(out.device))   # its GPU's stream, not cuda:0's
-            out = host
-        self._collect()                    # the batch before, finished (or nearly) while this one was packed
-        self.pending = (out, ev, owners); self.buffered -= got
+# %% ../nbs/02c_extract.ipynb #7b1e4a01
+@patch
+def _run(self: TileBatcher):
+    chunks, owners, got = [], [], 0
+    while got < self.B and self.queue:
+        i, t = self.queue[0]
+        k = min(self.B - got, len(t))
+        chunks.append(t[:k]); owners.append((i, k)); got += k
+        if k == len(t): self.queue.popleft()
+        else: self.queue[0] = (i, t[k:])
+    out, ev = self.fn(self._pack(chunks, got))[:got], None
+    if self.pinned and torch.is_tensor(out) and out.is_cuda:
+        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True); host.copy_(out, non_blocking=True)
+        ev = torch.cuda.Event(); ev.record(torch.cuda.current_stream(out.device))   # its GPU's stream, not cuda:0's
+        out = host
+    self._collect()                    # the batch before, finished (or nearly) while this one was packed
+    self.pending = (out, ev, owners); self.buffered -= got
 
-    def _pack(self, chunks, got):
-        "One (B, ...) batch: padded with zeros to a constant shape; in a reused pinned buffer when `pinned`."
-        shape = (self.B, *chunks[0].shape[1:])
-        if not self.pinned:
-            x = torch.cat(chunks)
-            return torch.cat([x, x.new_zeros((self.B - got, *shape[1:]))]) if got < self.B else x
-        if not self.bufs or self.bufs[0].shape != shape or self.bufs[0].dtype != chunks[0].dtype:
-            self.bufs = [torch.empty(shape, dtype=chunks[0].dtype, pin_memory=True) for _ in range(2)]
-        x, self.flip = self.bufs[self.flip], 1 - self.flip   # free: the batch that used it was collected
-        torch.cat(chunks, out=x[:got]); x[got:].zero_()
-        return x
+@patch
+def _pack(self: TileBatcher, chunks, got):
+    "One (B, ...) batch: padded with zeros to a constant shape; in a reused pinned buffer when `pinned`."
+    shape = (self.B, *chunks[0].shape[1:])
+    if not self.pinned:
+        x = torch.cat(chunks)
+        return torch.cat([x, x.new_zeros((self.B - got, *shape[1:]))]) if got < self.B else x
+    if not self.bufs or self.bufs[0].shape != shape or self.bufs[0].dtype != chunks[0].dtype:
+        self.bufs = [torch.empty(shape, dtype=chunks[0].dtype, pin_memory=True) for _ in range(2)]
+    x, self.flip = self.bufs[self.flip], 1 - self.flip   # free: the batch that used it was collected
+    torch.cat(chunks, out=x[:got]); x[got:].zero_()
+    return x
 
-    def _collect(self):
-        if self.pending is None: return
-        out, ev, owners = self.pending; self.pending = None
-        if ev is not None: ev.synchronize()
-        out, s = out.numpy() if torch.is_tensor(out) else out, 0
-        for i, k in owners:
-            self.parts[i].append(out[s:s + k]); self.left[i] -= k; s += k
+# %% ../nbs/02c_extract.ipynb #7b1e4a02
+@patch
+def _collect(self: TileBatcher):
+    if self.pending is None: return
+    out, ev, owners = self.pending; self.pending = None
+    if ev is not None: ev.synchronize()
+    out, s = out.numpy() if torch.is_tensor(out) else out, 0
+    for i, k in owners:
+        self.parts[i].append(out[s:s + k]); self.left[i] -= k; s += k
 
-    def ready(self, final=False):
-        """Run full batches (and the last partial one when `final`); yield (image, features) in arrival order: the
-        images whose every batch has been collected (all of them when `final`)."""
-        while self.buffered >= self.B or (final and self.buffered > 0): self._run()
-        if final: self._collect()
-        while self.order and self.left[self.order[0]] == 0:
-            i = self.order.popleft(); p = self.parts.pop(i); self.left.pop(i)
-            yield i, (np.concatenate(p) if p else None)
+@patch
+def ready(self: TileBatcher, final=False):
+    """Run full batches (and the last partial one when `final`); yield (image, features) in arrival order: the
+    images whose every batch has been collected (all of them when `final`)."""
+    while self.buffered >= self.B or (final and self.buffered > 0): self._run()
+    if final: self._collect()
+    while self.order and self.left[self.order[0]] == 0:
+        i = self.order.popleft(); p = self.parts.pop(i); self.left.pop(i)
+        yield i, (np.concatenate(p) if p else None)
 
 # %% ../nbs/02c_extract.ipynb #ef920200
 def shard_path(out, # the store being made
@@ -216,6 +224,7 @@ def images_digest(paths) -> str:
         except OSError as e: h.update(f"{type(e).__name__}:{p}".encode())
     return h.hexdigest()
 
+# %% ../nbs/02c_extract.ipynb #d93b8dea
 def fingerprint(cfg: ExtractConfig, # the extraction's settings
                 info: dict, # the backbone's description (from load_backbone)
                 image_ids, # every image of the split, in store order
@@ -245,8 +254,6 @@ def fingerprint(cfg: ExtractConfig, # the extraction's settings
     return fp
 
 # %% ../nbs/02c_extract.ipynb #3431c0cc
-LAST_RUN = {}  # timing of the last extraction loop in this process (images, tiles, seconds, tiles_per_s, device)
-
 # options that do not change what a store holds (the rest, with the files' sizes and times, make its stamp)
 _UNSTAMPED = {"out", "overwrite", "progress", "workers", "device", "batch_size", "commit_every", "shard", "compile"}
 
@@ -391,15 +398,23 @@ def _extract_one(cfg: ExtractConfig, out, k=0, n=1, device=None, merged=None) ->
     bar = progress(None, cfg.progress, total=len(ids), initial=start, unit="img",
                    desc=f"extract {cfg.backbone}{f' shard {k}/{n}' if n > 1 else ''}")
     t0, total_tiles = time.time(), sum(len(b) for b in boxes[start:])
-    try: _write_tiles(cfg, w, dl, tb, boxes, header_errors, (len(views), dim, size), bar, out); w.finish()
+    try:
+        _write_tiles(cfg, w, dl, tb, boxes, header_errors, (len(views), dim, size), bar, out)
+        w.timing = _timing(len(ids) - start, total_tiles, time.time() - t0, device); w.finish()   # kept in the store
     finally:
         bar.close()
         if w.f.id.valid: w.close()
-    dt = time.time() - t0; rate = total_tiles / max(dt, 1e-9)
-    LAST_RUN.update(images=len(ids) - start, tiles=total_tiles, seconds=dt, tiles_per_s=rate, device=str(device))
-    if cfg.progress:
-        print(f"wrote {out}: {len(ids) - start} images, {total_tiles} tiles in {dt:.1f} s ({rate:.1f} tiles/s)")
+    if cfg.progress: print(f"wrote {out}: {_speed_line(w.timing)}")
     return Path(out)
+
+# %% ../nbs/02c_extract.ipynb #f44e3058
+def _timing(images, tiles, seconds, device) -> dict:
+    "The extraction loop's figures, stored with the features (`FeatureStore.timing`; the speed benchmarks read them)."
+    return dict(images=images, tiles=tiles, seconds=round(seconds, 3), tiles_per_s=round(tiles / max(seconds, 1e-9), 2),
+                device=str(device))
+
+def _speed_line(t: dict) -> str:
+    return f"{t['images']} images, {t['tiles']} tiles in {t['seconds']:.1f} s ({t['tiles_per_s']:.1f} tiles/s)"
 
 # %% ../nbs/02c_extract.ipynb #f2437a12
 def extract(cfg: ExtractConfig = None, **kwargs) -> Path:

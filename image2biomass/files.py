@@ -87,6 +87,7 @@ def tensors_sha256(tensors) -> str:
         h.update(f"{k}|{t.dtype}|{tuple(t.shape)}\n".encode()); h.update(t.reshape(-1).view(torch.uint8).numpy().data)
     return h.hexdigest()
 
+# %% ../nbs/00a_files.ipynb #de894b1e
 def save_tensors(tensors, # name -> tensor
                  path, # the .safetensors file to write
                  metadata=None, # str -> str header metadata

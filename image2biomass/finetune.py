@@ -44,7 +44,6 @@ from image2biomass.runs import (
 )
 from .runtime import Dist, StepClock, autocast, amp_dtype, set_threads, loader_workers, usable_cores
 from .train_heads import plot_run, aux_targets, state_index, extra_metrics, AUX_NAMES
-from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['LoraTarget', 'LORA_LAYERS', 'LoraOptions', 'UnfreezeOptions', 'FinetuneConfig', 'make_aug', 'sample_seed', 'Samples',
@@ -52,6 +51,9 @@ __all__ = ['LoraTarget', 'LORA_LAYERS', 'LoraOptions', 'UnfreezeOptions', 'Finet
            'backbone_units', 'set_trainable', 'blocks_at', 'add_lora', 'merge_lora', 'build_model', 'trained_state',
            'make_optimiser', 'saved_bytes', 'memory_estimate', 'device_room', 'memory_plan', 'EpochSampler',
            'update_bn_stats', 'train_fold', 'finetune']
+
+# %% ../nbs/05b_finetune.ipynb #161d37ca
+from fastcore.basics import patch
 
 # %% ../nbs/05b_finetune.ipynb #b0866c38
 LoraTarget = Literal["qkv", "proj", "mlp"]   # the layers of a block LoRA can adapt (see LORA_LAYERS)
@@ -75,6 +77,7 @@ class UnfreezeOptions(Config):
     layer_decay: float = 1.0  # layer-wise LR decay of the backbone (e.g. 0.75); 1 = off
     bounds: ClassVar[dict] = dict(freeze_epochs=(0, None), train_blocks=(0, None), layer_decay=(0.01, 1))
 
+# %% ../nbs/05b_finetune.ipynb #6195456a
 @dataclass(kw_only=True)
 class FinetuneConfig(OutputOptions, CompileOptions, RuntimeOptions, UnfreezeOptions, LoraOptions, CVOptions,
                      PseudoOptions,
@@ -230,6 +233,7 @@ def cache_scale(shape, # (H, W) of the photo
     side = lambda v: max(int(v.min()), cfg.tile) if lay == "grid" else int(v.min())   # grid: padded to the tile
     return min(1.0, size / side(b[:, 3] - b[:, 1])), min(1.0, size / side(b[:, 2] - b[:, 0]))
 
+# %% ../nbs/05b_finetune.ipynb #c2fce6ea
 def build_image_cache(paths, # the photos (train and pseudo-labelled)
                       cfg: FinetuneConfig, # layout, tile, stride, clean, max_pixels
                       size, # the model's input side
@@ -488,6 +492,7 @@ def saved_bytes(model: FinetuneModel, # the fold's model, on the device it train
         with torch.device(dev) if dev.type == "meta" else contextlib.nullcontext(): model(x, area)
     return sum(seen.values())
 
+# %% ../nbs/05b_finetune.ipynb #830060af
 def memory_estimate(model: FinetuneModel, # the fold's model, on its device (the meta device: shapes only, float32)
                     cfg: FinetuneConfig, # batch size, layout, AMP, EMA, SWA, the unfreezing schedule
                    ) -> dict: # GiB: weights (gradients, moments, copies); with activations without / with checkpointing
@@ -517,6 +522,7 @@ def _agree(votes: list) -> bool:
         raise ConfigError(f"rank {bad[0][0]} of {len(votes)}: {bad[0][1]}" if len(votes) > 1 else bad[0][1])
     return any(on for on, _ in votes)
 
+# %% ../nbs/05b_finetune.ipynb #e438bba7
 def _plan_memory(model, cfg, d, fold):
     "On a GPU: the estimate said, gradient checkpointing turned on where only it fits, a clear stop on every rank."
     torch.cuda.empty_cache()
@@ -631,6 +637,7 @@ def _opt_step(model, cfg, opt, sched, scaler, ema, st):
     st["step"] += 1; sched.step_update(st["step"])
     if ema is not None: ema.update(model)
 
+# %% ../nbs/05b_finetune.ipynb #97ba7f79
 def _train_epoch(model, ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, ddp=None, loader=None,
                  clock=None) -> float:
     "One epoch over this process's share; returns the mean training loss over all processes (`clock`: its timing)."
@@ -757,6 +764,86 @@ def _resume_state(ck, model, opt, sched, scaler, ema, swa) -> dict:
     _set_rng_state(s["rng"])
     return s["state"]
 
+# %% ../nbs/05b_finetune.ipynb #d81d15a2
+@dataclass
+class _Trainer:
+    "What one fold trains with: the model, its optimiser, schedule, loss scaler, and EMA and SWA copies (or None)."
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: object
+    scaler: torch.amp.GradScaler
+    ema: nn.Module = None
+    swa: nn.Module = None
+    @property
+    def ev(self) -> nn.Module: return self.ema.module if self.ema is not None else self.model   # what is validated
+
+def _fold_model(cfg: FinetuneConfig, s: Samples, tr, fold, d: Dist) -> nn.Module:
+    "The fold's model on its device: memory layout and plan, the input-size check, compile and --init-from."
+    model = build_model(cfg, s.y[tr]).to(d.device)
+    model.channels_last = d.device.type == "cuda" and not model_facts(model.fx.model)["vit"]   # CNNs: cuDNN's layout
+    if model.channels_last: model.to(memory_format=torch.channels_last)
+    if d.device.type == "cuda": _plan_memory(model, cfg, d, fold)
+    check_input(model.fx, model.info["input_size"], cfg.backbone)   # a size it cannot take: one line, before training
+    if cfg.compile: model.fx.model.compile()   # in place: the weights keep their names
+    if cfg.init_from: _init_from(model, cfg, fold)
+    return model
+
+def _trainer(model, cfg: FinetuneConfig, n_train, d: Dist) -> _Trainer:
+    "The optimiser and schedule over the run's steps (`n_train` samples shared by the ranks), the scaler, EMA and SWA."
+    from timm.utils import ModelEmaV3
+    from torch.optim.swa_utils import AveragedModel
+    steps = cfg.epochs * math.ceil(math.ceil(math.ceil(n_train / d.world) / cfg.batch_size) / cfg.accum)
+    opt, sched = make_optimiser(model, cfg, steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype(d.device, cfg.amp) == torch.float16)
+    ema = ModelEmaV3(model, decay=cfg.ema) if cfg.ema > 0 else None
+    return _Trainer(model, opt, sched, scaler, ema, AveragedModel(ema.module if ema else model) if cfg.swa else None)
+
+
+# %% ../nbs/05b_finetune.ipynb #d81d15a4
+def _start_state(T: _Trainer, cfg: FinetuneConfig, part: Path, fold, d: Dist) -> dict:
+    "A new fold's training state, or (--resume) the one saved after its last finished epoch, loaded into `T`."
+    ck = part / f"fold{fold}.last.safetensors"
+    if not (cfg.resume and ck.exists()):
+        return dict(epoch=-1, best=-math.inf, best_epoch=-1, since=0, curves=[], best_val=None, step=0)
+    st = _resume_state(ck, T.model, T.opt, T.sched, T.scaler, T.ema, T.swa)
+    if d.main and cfg.progress:
+        print(f"fold {fold}: resuming after epoch {st['epoch']} (best weighted R2 {st['best']:.4f})")
+    return st
+
+def _fold_data(cfg: FinetuneConfig, s: Samples, tr_s, va_s, extra, model, part, d: Dist, fold, caches) -> tuple:
+    "(train dataset, validation dataset, their loaders) on the run's image cache at the model's input size."
+    size, caches = model.info["input_size"], {} if caches is None else caches   # None: this fold's own cache
+    if size not in caches: caches[size] = _image_cache(cfg, s.paths + (extra.paths if extra else []), size, part, d)
+    train_ds = CropDataset(tr_s, cfg, size, make_aug(cfg.aug), fold, model.grid, train=True, cache=caches[size])
+    val_ds = CropDataset(va_s[d.rank::d.world], cfg, size, None, fold, model.grid, cache=caches[size])
+    return train_ds, val_ds, _train_loader(train_ds, cfg, d, fold), _loader(val_ds, cfg, d)
+
+def _record_epoch(st: dict, cfg: FinetuneConfig, fold, epoch, loss, score, v) -> tuple: # (improved, last)
+    "Add an epoch to the fold's state: whether it gave a new best model, and whether training stops after it."
+    improved = not cfg.swa and score > st["best"] + 1e-6
+    st["curves"].append(dict(fold=fold, epoch=epoch, train_loss=loss, val_r2=score))
+    st.update(epoch=epoch, since=0 if improved else st["since"] + 1)
+    if improved: st.update(best=score, best_epoch=epoch, best_val=v)
+    return improved, epoch == cfg.epochs - 1 or (not cfg.swa and st["since"] >= cfg.patience)
+
+def _save_epoch(T: _Trainer, cfg: FinetuneConfig, st: dict, part, fold, epoch, improved, last, writer):
+    "Rank 0's files after an epoch: the model when it improved, and a resume state that always matches the best file."
+    _save_fold_files(T.ev, cfg, part, fold, improved, epoch)
+    if improved or last or (epoch + 1) % cfg.resume_every == 0:
+        writer.write(dict(model=trained_state(T.model, cfg), optimizer=T.opt.state_dict(),
+                          scheduler=T.sched.state_dict(), scaler=T.scaler.state_dict(),
+                          ema=_trim(T.ema.state_dict(), cfg, "module.") if T.ema else None,
+                          swa=_trim(T.swa.state_dict(), cfg, "module.") if T.swa else None, rng=_rng_state(),
+                          state=st), part / f"fold{fold}.last.safetensors")
+
+# %% ../nbs/05b_finetune.ipynb #c7999ca4
+def _average(T: _Trainer, cfg: FinetuneConfig, y_va, val_ds, val_dl, train_dl, st: dict, part, fold, d: Dist):
+    "SWA: the fold's model is the average of its last epochs, with BatchNorm statistics of the averaged weights."
+    update_bn_stats(T.swa.module, train_dl, d, cfg)
+    v = _validate(T.swa.module, val_ds, cfg, d, len(y_va), val_dl)
+    st.update(best=weighted_r2(y_va, v["pred"]), best_epoch=st["epoch"], best_val=v)
+    if d.main: _save_fold_files(T.swa.module, cfg, part, fold, True)
+
 # %% ../nbs/05b_finetune.ipynb #d81d15c7
 def train_fold(cfg: FinetuneConfig, # the run's settings
                s: Samples, # all training samples
@@ -771,81 +858,40 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
     """Train (or resume) one fold; returns its OOF predictions and stats. Rank 0 writes fold{k}.safetensors and its
     state."""
     from image2biomass.files import progress
-    from timm.utils import ModelEmaV3
-    from torch.optim.swa_utils import AveragedModel
     t0, times = time.perf_counter(), dict(train=0.0, validation=0.0, state_writes=0.0)
     torch.manual_seed(cfg.seed * 1000 + fold)
     tr_s, va_s = _fold_parts(cfg, s, tr, va, extra)
-    model = build_model(cfg, s.y[tr]).to(d.device)
-    model.channels_last = d.device.type == "cuda" and not model_facts(model.fx.model)["vit"]   # CNNs: cuDNN's layout
-    if model.channels_last: model.to(memory_format=torch.channels_last)
-    if d.device.type == "cuda": _plan_memory(model, cfg, d, fold)
-    check_input(model.fx, model.info["input_size"], cfg.backbone)   # a size it cannot take: one line, before training
-    if cfg.compile: model.fx.model.compile()   # in place: the weights keep their names
-    if cfg.init_from: _init_from(model, cfg, fold)
-    steps = cfg.epochs * math.ceil(math.ceil(math.ceil(len(tr_s) / d.world) / cfg.batch_size) / cfg.accum)
-    opt, sched = make_optimiser(model, cfg, steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype(d.device, cfg.amp) == torch.float16)
-    ema = ModelEmaV3(model, decay=cfg.ema) if cfg.ema > 0 else None
-    swa = AveragedModel(ema.module if ema else model) if cfg.swa else None
-    st = dict(epoch=-1, best=-math.inf, best_epoch=-1, since=0, curves=[], best_val=None, step=0)
-    ck = part / f"fold{fold}.last.safetensors"
-    if cfg.resume and ck.exists():
-        st = _resume_state(ck, model, opt, sched, scaler, ema, swa)
-        if d.main and cfg.progress:
-            print(f"fold {fold}: resuming after epoch {st['epoch']} (best weighted R2 {st['best']:.4f})")
-    size, ddp, writer = model.info["input_size"], {}, ResumeStateWriter(background=d.device.type == "cuda")
-    caches = {} if caches is None else caches
-    if size not in caches: caches[size] = _image_cache(cfg, s.paths + (extra.paths if extra else []), size, part, d)
-    train_ds = CropDataset(tr_s, cfg, size, make_aug(cfg.aug), fold, model.grid, train=True, cache=caches[size])
-    val_ds = CropDataset(va_s[d.rank::d.world], cfg, size, None, fold, model.grid, cache=caches[size])
-    train_dl, val_dl, clock = _train_loader(train_ds, cfg, d, fold), _loader(val_ds, cfg, d), StepClock(d.device, 2)
+    T = _trainer(_fold_model(cfg, s, tr, fold, d), cfg, len(tr_s), d)
+    st = _start_state(T, cfg, part, fold, d)
+    train_ds, val_ds, train_dl, val_dl = _fold_data(cfg, s, tr_s, va_s, extra, T.model, part, d, fold, caches)
+    ddp, writer, clock = {}, ResumeStateWriter(background=d.device.type == "cuda"), StepClock(d.device, 2)
     times["start_up"] = time.perf_counter() - t0   # model, memory plan, image cache, datasets
     with progress(None, cfg.progress and d.main, total=cfg.epochs, initial=st["epoch"] + 1, desc=f"fold {fold}",
                   unit="ep") as bar:
         for epoch in range(st["epoch"] + 1, cfg.epochs):
             if not cfg.swa and st["since"] >= cfg.patience: break
             t = time.perf_counter()
-            loss = _train_epoch(model, train_ds, cfg, d, epoch, fold, opt, sched, scaler, ema, st, ddp, train_dl, clock)
-            ev = ema.module if ema is not None else model
-            if swa is not None and epoch >= cfg.epochs - cfg.swa: swa.update_parameters(ev)
+            loss = _train_epoch(T.model, train_ds, cfg, d, epoch, fold, T.opt, T.sched, T.scaler, T.ema, st, ddp,
+                                train_dl, clock)
+            if T.swa is not None and epoch >= cfg.epochs - cfg.swa: T.swa.update_parameters(T.ev)
             times["train"] += (t1 := time.perf_counter()) - t
-            v = _validate(ev, val_ds, cfg, d, len(va), val_dl); score = weighted_r2(s.y[va], v["pred"])
+            v = _validate(T.ev, val_ds, cfg, d, len(va), val_dl); score = weighted_r2(s.y[va], v["pred"])
             times["validation"] += (t := time.perf_counter()) - t1
-            improved = not cfg.swa and score > st["best"] + 1e-6
-            st["curves"].append(dict(fold=fold, epoch=epoch, train_loss=loss, val_r2=score))
-            st.update(epoch=epoch, since=0 if improved else st["since"] + 1)
-            if improved: st.update(best=score, best_epoch=epoch, best_val=v)
-            last = epoch == cfg.epochs - 1 or (not cfg.swa and st["since"] >= cfg.patience)
-            if d.main:
-                _save_fold_files(ev, cfg, part, fold, improved, epoch)
-                if improved or last or (epoch + 1) % cfg.resume_every == 0:   # a state always matches the best file
-                    writer.write(dict(model=trained_state(model, cfg), optimizer=opt.state_dict(),
-                                      scheduler=sched.state_dict(), scaler=scaler.state_dict(),
-                                      ema=_trim(ema.state_dict(), cfg, "module.") if ema else None,
-                                      swa=_trim(swa.state_dict(), cfg, "module.") if swa else None, rng=_rng_state(),
-                                      state=st), ck)
+            improved, last = _record_epoch(st, cfg, fold, epoch, loss, score, v)
+            if d.main: _save_epoch(T, cfg, st, part, fold, epoch, improved, last, writer)
             times["state_writes"] += time.perf_counter() - t   # the training thread's share (the copy; not the write)
             d.barrier()
             bar.update(1); bar.set_postfix(loss=f"{loss:.4f}", r2=f"{score:.4f}", best=f"{st['best']:.4f}")
     writer.wait()                                         # the last state is on disk before the fold counts as done
-    if swa is not None:                                        # the fold's model: the average of the last epochs
-        update_bn_stats(swa.module, train_dl, d, cfg)          # BatchNorm: statistics of the averaged weights
-        v = _validate(swa.module, val_ds, cfg, d, len(va), val_dl)
-        st.update(best=weighted_r2(s.y[va], v["pred"]), best_epoch=st["epoch"], best_val=v)
-        if d.main: _save_fold_files(swa.module, cfg, part, fold, True)
-    return dict(
-        val=st["best_val"],
-        best=st["best"],
-        best_epoch=st["best_epoch"],
-        epochs=st["epoch"] + 1,
-        curves=st["curves"],
-        info=model.info,
-        head_kwargs=model.head_kwargs,
-        cols=model.head.cols,
-        n_bins=model.head.n_bins,
-        timing=dict(clock.summary(), **{k: round(v, 3) for k, v in times.items()}),
-    )
+    if T.swa is not None: _average(T, cfg, s.y[va], val_ds, val_dl, train_dl, st, part, fold, d)
+    return _fold_result(st, T.model, dict(clock.summary(), **{k: round(v, 3) for k, v in times.items()}))
+
+# %% ../nbs/05b_finetune.ipynb #773be2ff
+def _fold_result(st: dict, model, timing: dict) -> dict:
+    "What `train_fold` returns: the best epoch's OOF predictions and score, the curves, the model's facts, timings."
+    return dict(val=st["best_val"], best=st["best"], best_epoch=st["best_epoch"], epochs=st["epoch"] + 1,
+                curves=st["curves"], info=model.info, head_kwargs=model.head_kwargs, cols=model.head.cols,
+                n_bins=model.head.n_bins, timing=timing)
 
 # %% ../nbs/05b_finetune.ipynb #4581ac8f
 # options that may change between an interruption and --resume
@@ -929,52 +975,32 @@ def finetune(cfg: FinetuneConfig = None, **kwargs) -> dict:
         return metrics
 
 # %% ../nbs/05b_finetune.ipynb #5a68841a
-def _finish(cfg, out, part, df, s: Samples, folds, res, world, seconds, extra) -> dict:
-    "Metrics, OOF, curves, config and plots of a finished run; then swap it in."
-    y, oof, extras = s.y, np.full_like(s.y, np.nan), {}
+def _oof(res: dict, folds, y) -> tuple: # (oof like y, NaN where no fold ran; extras)
+    "The folds' validation predictions (and interval and State outputs) put back in training order."
+    oof, extras = np.full_like(y, np.nan), {}
     for k, r in res.items():
         va = np.flatnonzero(folds == k); oof[va] = r["val"]["pred"]
         for key in ("bins", "state_prob"):
             if key in r["val"]: extras.setdefault(key, np.zeros((len(y), *r["val"][key].shape[1:])))[va] = r["val"][key]
-    done, r0 = ~np.isnan(oof).any(1), next(iter(res.values()))
-    bd = r2_breakdown(y[done], oof[done])
-    stats = [
-        dict(
-            fold=k,
-            n_train=int((folds != k).sum()),
-            n_val=int((folds == k).sum()),
-            weighted_r2=round(float(r["best"]), 5),
-            best_epoch=r["best_epoch"],
-            epochs=r["epochs"],
-        )
-        for k, r in res.items()
-    ]
-    metrics = dict(
-        kind="finetune",
-        backbone=cfg.backbone,
-        layout=cfg.layout,
-        head=cfg.head_kind,
-        loss=cfg.loss,
-        n_images=int(done.sum()),
-        folds=stats,
-        oof_weighted_r2=round(float(bd.loc["weighted", "r2"]), 5),
-        **r2_metrics(bd),
-        world_size=world,
-        seconds=round(seconds, 1),
-        timing={str(k): r["timing"] for k, r in res.items()},   # where each fold's time went (StepClock)
-        **extra_metrics(
-            y[done],
-            None if s.state is None else s.state[done],
-            {k: v[done] for k, v in extras.items()},
-            r0["cols"],
-            r0["n_bins"],
-        ),
-    )
+    return oof, extras
+
+def _finish(cfg, out, part, df, s: Samples, folds, res, world, seconds, extra) -> dict:
+    "Metrics, OOF, curves, config and plots of a finished run; then swap it in."
+    y, r0 = s.y, next(iter(res.values()))
+    oof, extras = _oof(res, folds, y)
+    done = ~np.isnan(oof).any(1); bd = r2_breakdown(y[done], oof[done])
+    stats = [dict(fold=k, n_train=int((folds != k).sum()), n_val=int((folds == k).sum()),
+                  weighted_r2=round(float(r["best"]), 5), best_epoch=r["best_epoch"], epochs=r["epochs"])
+             for k, r in res.items()]
+    metrics = dict(kind="finetune", backbone=cfg.backbone, layout=cfg.layout, head=cfg.head_kind, loss=cfg.loss,
+                   n_images=int(done.sum()), folds=stats, oof_weighted_r2=round(float(bd.loc["weighted", "r2"]), 5),
+                   **r2_metrics(bd), world_size=world, seconds=round(seconds, 1),
+                   timing={str(k): r["timing"] for k, r in res.items()},   # where each fold's time went (StepClock)
+                   **extra_metrics(y[done], None if s.state is None else s.state[done],
+                                   {k: v[done] for k, v in extras.items()}, r0["cols"], r0["n_bins"]))
     if extra is not None: metrics["pseudo_labelled_images"] = len(extra)
-    write_json(
-        part / "config.json",
-        run_record("finetune", config=asdict(cfg), backbone=r0["info"], head_kwargs=r0["head_kwargs"]),
-    )
+    write_json(part / "config.json",
+               run_record("finetune", config=asdict(cfg), backbone=r0["info"], head_kwargs=r0["head_kwargs"]))
     write_csv(pd.DataFrame({"image_id": df.image_id, "fold": folds, **{t: y[:, j] for j, t in enumerate(TARGETS)},
                             **{f"pred_{t}": oof[:, j] for j, t in enumerate(TARGETS)}})[done], part / "oof.csv")
     write_csv(pd.DataFrame([c for r in res.values() for c in r["curves"]]), part / "curves.csv")
@@ -983,8 +1009,6 @@ def _finish(cfg, out, part, df, s: Samples, folds, res, world, seconds, extra) -
     for f in part.glob("fold*.last.safetensors"): f.unlink()
     swap_in(part, out)
     if cfg.progress:
-        print(
-            f"{out}: OOF weighted R2 {metrics['oof_weighted_r2']:.4f} (folds {[x['weighted_r2'] for x in stats]}) in "
-            f"{seconds:.0f} s"
-        )
+        print(f"{out}: OOF weighted R2 {metrics['oof_weighted_r2']:.4f} (folds {[x['weighted_r2'] for x in stats]}) in "
+              f"{seconds:.0f} s")
     return metrics

@@ -115,6 +115,7 @@ def _files_state(ec) -> tuple:
     stat = lambda p: (lambda s: (s.st_size, s.st_mtime_ns))(Path(p).stat()) if Path(p).exists() else None
     return (stat(ec.out), stat(Path(ec.data_dir) / f"{ec.split}.csv"), *map(stat, list_images(ec)[1]))
 
+# %% ../nbs/07_inference.ipynb #b1019b2e
 def extract_like(fp, # fingerprint of the store the run was trained on
                  data_dir, # folder of the split's CSV and images
                  image_ids, # images to extract
@@ -145,6 +146,7 @@ def extract_like(fp, # fingerprint of the store the run was trained on
     _extract_cached(ec); _STORES_READY[key] = _files_state(ec)
     return out
 
+# %% ../nbs/07_inference.ipynb #1d442541
 def _extract_cached(ec, # the ExtractConfig of a cached store
                    ):
     "Extract (or check) a cached store; a damaged cache is rebuilt once; an image that cannot be read is one line."
@@ -306,6 +308,7 @@ def predict_finetune_run(run, # a fine-tuned run folder
     if grams: res["maps"] = _finetune_maps(paths, np.mean(grams, 0), ds, cfg, m.grid)
     return res
 
+# %% ../nbs/07_inference.ipynb #9ec28cae
 def _finetune_maps(paths, # the photos
                    grams, # (n, cells, 3) the folds' mean grams of each cell
                    ds, # the CropDataset of the photos (its cells' areas)
@@ -349,6 +352,7 @@ def _density_layers(img, m) -> tuple: # (photo at most 640 px wide, (h, w, 3) de
     return small, d, [f"{n.replace('Dry_', '').replace('_g', '')}: {m['grams'][:, j].sum():.1f} g"
                       for j, n in enumerate(COMPONENTS)]
 
+# %% ../nbs/07_inference.ipynb #8a34285f
 def draw_density(axs, # four axes: photo, Green, Dead, Clover
                  img, # (H, W, 3) the photo
                  m, # its map (rects, grams, area)
@@ -497,6 +501,7 @@ def _check_options(cfg: PredictConfig, types, runs):
     if cfg.weights and all(read_config(r).get("store_fingerprint", {}).get("backbone") == "vegetation" for r in runs):
         raise ConfigError("--weights: these runs use the vegetation statistics, which have no weights")
 
+# %% ../nbs/07_inference.ipynb #47930edf
 def _check_maps(cfg, d, runs):
     """`--maps` names a folder of the project's own, before any work: not a file, neither in (nor holding) the data
     folder or a run, not a folder of the user's; an earlier maps folder is replaced only with --overwrite."""
@@ -629,6 +634,7 @@ def _detail(cfg, runs, spec, ids, paths, pred, stores) -> pd.DataFrame:
     print(flag_summary(ids, flag, reason, cfg.interval, q) + note)
     return detail_frame(ids, pred, lower, upper, flag, reason)
 
+# %% ../nbs/07_inference.ipynb #7a411d3c
 def flag_images(runs, # runs cross-validated on the same images and folds (their OOF gives the training set)
                 stores, # heads run -> the store of the images (from the run predictors; {} for fine-tuned runs)
                 ids, # the images
@@ -667,6 +673,7 @@ def _training_photos(runs, train_ids, data_dir, allow_outside=False) -> tuple: #
         if set(ids) <= set(df.index.astype(str)): return [d / p for p in df.loc[ids, "image_path"]], ""
     return None, " (the training photos were not found: no exposure check)"
 
+# %% ../nbs/07_inference.ipynb #e99fdf02
 def _feature_distances(stores, train_ids, folds, ids, split) -> tuple: # (distances, training distances, note)
     "kNN distances of the images' pooled features to the first heads run's training images (None without one)."
     from image2biomass.intervals import feature_distances
@@ -896,6 +903,7 @@ def worst_figure(table, # `error_table`'s rows (largest error first)
     fig.tight_layout()
     return fig
 
+# %% ../nbs/07_inference.ipynb #27236292
 def error_figure(by, # `error_by`'s table
                 ):
     "One bar panel per split (State, species, month, brightness): the mean weighted error of each group."
@@ -910,7 +918,6 @@ def error_figure(by, # `error_by`'s table
         ax.set_title(f"by {s} (photos)"); ax.set_ylabel("mean weighted squared error (g²)")
     fig.tight_layout()
     return fig
-
 
 # %% ../nbs/07_inference.ipynb #f1a2b3c4d5e60005
 def oof_views(runs, # the runs of `error_table`; the first density or MIL run among them is drawn

@@ -63,6 +63,7 @@ def feature_distances(train, # (n, D) pooled features of the training images
     for f in np.unique(folds): oof[folds == f] = dist(z[folds != f], z[folds == f])
     return dist(z, zt), oof
 
+# %% ../nbs/07a_intervals.ipynb #02e8cfb8
 def ood_flags(pred, # (m, 5) predicted grams
               y_train, # (n, 5) training grams
               dist=None, # (m,) feature distances of the images (None: no feature check)
@@ -108,6 +109,7 @@ def photo_stats(paths, # image files
         out[i] = float((a @ LUMA).mean()), float((a.max(2) >= 250).mean())
     return out
 
+# %% ../nbs/07a_intervals.ipynb #9dbb095f
 def exposure_reasons(stats, # (m, 2) `photo_stats` of the photos to check
                      train_stats, # (n, 2) those of the training photos
                      margin=0.25, # share of the training range a photo's brightness may lie beyond it

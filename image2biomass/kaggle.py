@@ -62,6 +62,8 @@ _EXTRACT = [
     "input_size",
     "views",
 ]
+
+# %% ../nbs/10_kaggle.ipynb #1e73922f
 KERNEL_FIELDS = {  # kernel -> [(module, config class, fields)]
     "extract": [
         ("extract", "ExtractConfig", _EXTRACT + ["batch_size", "dtype", "compression", "on_error", "device", "workers"])
@@ -98,6 +100,8 @@ _COMMON = [
     ("progress", False, "progress bars (off: papermill and Kaggle logs stay short)"),
     ("overwrite", False, "replace this kernel's earlier outputs in work_dir (kept until the new ones are complete)"),
 ]
+
+# %% ../nbs/10_kaggle.ipynb #77393363
 KERNEL_EXTRAS = {
     "extract": _COMMON
     + [
@@ -184,6 +188,7 @@ def kernel_errors(kernel): # extract | train | finetune | infer
         except Exception: raise e from None   # a type that takes other arguments: the original message
         raise err.with_traceback(e.__traceback__) from None
 
+# %% ../nbs/10_kaggle.ipynb #ba46c51f
 def kernel_store(xcfg, # the extraction's settings (ExtractConfig)
                  split, # train | test
                  work_dir, # the kernel's working folder
@@ -314,6 +319,7 @@ def _pip_failed(r, what, out, hint="") -> Exception:
     if "No space left on device" in text or "[Errno 28]" in text: return OSError(errno.ENOSPC, "disk full", str(out))
     return BundleError(f"{what} failed: {_pip_error(text)}{hint}")
 
+# %% ../nbs/10_kaggle.ipynb #f7271edd
 def build_wheelhouse(out, # the wheelhouse folder
                      extra_packages=(), # extra requirements to include as wheels (dependencies Kaggle lacks)
                     ) -> list:
@@ -387,6 +393,7 @@ def _write_bundle(part, kernel, competition, dataset_sources, model_sources, own
     (part / "kernel" / "kernel-metadata.json").write_text(json.dumps(meta, indent=2))
     return wheels, code
 
+# %% ../nbs/10_kaggle.ipynb #3d2c8e7f
 def kaggle_bundle(kernel="infer", # extract | train | infer
                   competition="csiro-biomass", # competition slug (its data appears under /kaggle/input/<competition>)
                   dataset_sources: list = (), # Kaggle datasets to attach (owner/slug): weights, feature stores, runs

@@ -104,47 +104,22 @@ def _same_folds(runs, n_heads) -> bool:
 def _retrain(student, labels_csv, round_dir, cfg: PseudoConfig, d) -> Path:
     "Retrain the student with the pseudo-labels into round_dir (a complete run)."
     c = read_config(student)
-    base = dict(
-        c["config"],
-        out=str(round_dir),
-        pseudo_labels=str(labels_csv),
-        pseudo_weight=cfg.weight,
-        overwrite=True,
-        **({"workers": cfg.workers} if "workers" in c["config"] else {}),   # this machine's, not the recorded run's
-        progress=cfg.progress,
-    )
+    base = dict(c["config"], out=str(round_dir), pseudo_labels=str(labels_csv), pseudo_weight=cfg.weight,
+                overwrite=True, progress=cfg.progress,
+                **({"workers": cfg.workers} if "workers" in c["config"] else {}))   # this machine's, not the run's
     if c["kind"] == "heads":
         from image2biomass.train_heads import train_heads, TrainConfig
-        fp = c["store_fingerprint"]
         ids = list(dict.fromkeys(pd.read_csv(labels_csv, dtype={"image_id": str}, keep_default_na=False).image_id))
-        pst = extract_like(
-            fp,
-            d,
-            ids,
-            "test",
-            cfg.features_dir or Path(c["config"]["store"]).parent / "features",
-            cfg.weights,
-            cfg.workers,
-            0,
-            cfg.device,
-            False,
-            what=str(student),
-        )
+        pst = extract_like(c["store_fingerprint"], d, ids, "test",
+                           cfg.features_dir or Path(c["config"]["store"]).parent / "features", cfg.weights, cfg.workers,
+                           0, cfg.device, False, what=str(student))
         train_heads(TrainConfig(**{**base, "pseudo_store": str(pst)}))
     elif c["kind"] == "finetune":
         from image2biomass.finetune import finetune, FinetuneConfig
-        finetune(
-            FinetuneConfig(
-                **{
-                    **base,
-                    "init_from": str(student),
-                    "resume": False,
-                    "weights": cfg.weights or base.get("weights"),
-                    "epochs": cfg.epochs or base["epochs"],
-                    "swa": min(base.get("swa", 0), cfg.epochs or base["epochs"]),
-                }
-            )
-        )
+        epochs = cfg.epochs or base["epochs"]
+        finetune(FinetuneConfig(**{**base, "init_from": str(student), "resume": False, "epochs": epochs,
+                                   "weights": cfg.weights or base.get("weights"),
+                                   "swa": min(base.get("swa", 0), epochs)}))
     else:
         raise RunError(f"{student} is a {c['kind']} run; pseudo-label retrains train-heads and train runs")
     return Path(round_dir)
@@ -186,6 +161,7 @@ def teacher_spread(m: dict) -> float:
     "The spread (std) of a run's per-fold weighted R² (its metrics.json): what a round must beat to count."
     return float(np.std([f["weighted_r2"] for f in m["folds"]])) if m.get("folds") else 0.0
 
+# %% ../nbs/06a_pseudo.ipynb #1e259366
 def round_kept(new: dict, # the round's metrics.json
                teacher: dict, # its teacher's
                rule="better", # better | always (`PseudoConfig.keep_rounds`)

@@ -85,6 +85,7 @@ def check_new_run(out, overwrite=False,
         held = "a run" if what == "run" else what
         raise FileExistsError(f"{out} already holds {held}; pass --overwrite to replace it, or choose another {flag}")
 
+# %% ../nbs/00c_runs.ipynb #8f29e2b0
 def start_run(out, # the run folder to make
               overwrite=False, # replace an existing run (kept until the new one is complete)
               resume=False, # continue a run left in out.partial by an interruption
@@ -142,6 +143,7 @@ def read_config(run) -> dict:
         raise RunError(f"{run / 'config.json'}: not valid JSON ({e}); the run is damaged") from None
     return check_format(record, run / "config.json")
 
+# %% ../nbs/00c_runs.ipynb #e9165b2a
 def run_folds(run) -> list:
     "[(fold index, checkpoint)] of a complete run: every fold its config trained, or `RunError` naming the missing."
     c = read_config(run).get("config", {})

@@ -200,6 +200,7 @@ def finish(self: StoreWriter):
     self.commit()
     if self.n_done != self.n: raise StoreError(f"{self.path}: finish() with {self.n_done} of {self.n} images written")
     if getattr(self, "stamp", ""): self.f.attrs["stamp"] = self.stamp   # see extract.files_stamp
+    if getattr(self, "timing", None): self.f.attrs["timing"] = json.dumps(self.timing)   # the loop's figures
     self.f.attrs["complete"] = np.int8(1); self.f.flush(); self.f.close()
     with open(self.path, "rb+") as fh: os.fsync(fh.fileno())
     if self.final is not None:
@@ -246,6 +247,44 @@ def _new_partial(part, build, nbytes=0) -> int:
     return lock
 
 # %% ../nbs/02b_store.ipynb #f8d89449
+def _is_done(path: Path, fp: dict, overwrite) -> bool:
+    """Whether `path` is already a complete store of `fp`; refuses to replace a file that is not a store, or without
+    --overwrite a store made differently."""
+    if not path.exists(): return False
+    if not _is_hdf5(path):   # the user's CSV, notes or a folder: never replaced, even with --overwrite
+        raise StoreError(f"{path} exists and is not a feature store; --overwrite replaces only stores: choose "
+                         "another --out")
+    try: old = _read_meta(path)
+    except StoreError as e:
+        if not overwrite: raise StoreError(f"{e}. Pass --overwrite to replace it, or choose another --out") from None
+        return False
+    if _same(old["fingerprint"], fp) and old["complete"]: return True
+    if _only_images_changed(old["fingerprint"], fp):   # same command, edited photos
+        print(f"note: the images of {path.name} changed since it was made: extracting again")
+    elif not _same(old["fingerprint"], fp) and not overwrite:
+        raise StoreError(f"{path} holds features made differently ({_diff(old['fingerprint'], fp)}). "
+                         "Pass --overwrite to replace it, or choose another --out.")
+    return False
+
+def _resume_partial(part: Path, path: Path, fp: dict, commit_every, overwrite, n) -> tuple: # (StoreWriter|None, lock)
+    "An interrupted partial store of `fp` reopened (locked against other writers), or None; another one is refused."
+    if not part.exists(): return None, None
+    lock = _lock_exclusive(part)                      # refuses while another process writes it
+    try: meta = _read_meta(part)
+    except StoreError: meta = None                    # a damaged partial of ours: rebuilt by the caller
+    if meta is not None and _same(meta["fingerprint"], fp) and not meta["complete"]:
+        w = StoreWriter(part, path, commit_every, lock)
+        print(f"resuming {part.name}: {w.n_done} of {n} images already done"
+              + (f" ({w.rolled_back} redone: a chunk was torn by the interruption)" if w.rolled_back else ""))
+        return w, lock
+    if meta is not None and not _same(meta["fingerprint"], fp) and not overwrite \
+            and not _only_images_changed(meta["fingerprint"], fp):
+        _unlock(lock)
+        raise StoreError(f"{part} holds an interrupted extraction made differently ({_diff(meta['fingerprint'], fp)}). "
+                         "Pass --overwrite to discard it, or choose another --out.")
+    return None, lock
+
+# %% ../nbs/02b_store.ipynb #8ca050f9
 def open_store_for_writing(path, # the .h5 store to create or resume (written as path.partial until complete)
                            fingerprint, # dict describing how the features are made (and of which images)
                            image_ids, # ids in store order
@@ -264,38 +303,10 @@ def open_store_for_writing(path, # the .h5 store to create or resume (written as
     `overwrite`."""
     path, fp = Path(path), json.loads(_fp_json(fingerprint))
     part = partial_path(path)
-    if path.exists():
-        if not _is_hdf5(path):   # the user's CSV, notes or a folder: never replaced, even with --overwrite
-            raise StoreError(f"{path} exists and is not a feature store; --overwrite replaces only stores: choose "
-                             "another --out")
-        try: old = _read_meta(path)
-        except StoreError as e:
-            if not overwrite:
-                raise StoreError(f"{e}. Pass --overwrite to replace it, or choose another --out") from None
-            old = None
-        if old is not None and _same(old["fingerprint"], fp) and old["complete"]: return None
-        if old is not None and _only_images_changed(old["fingerprint"], fp):   # same command, edited photos
-            print(f"note: the images of {path.name} changed since it was made: extracting again")
-        elif old is not None and not _same(old["fingerprint"], fp) and not overwrite:
-            raise StoreError(f"{path} holds features made differently ({_diff(old['fingerprint'], fp)}). "
-                             "Pass --overwrite to replace it, or choose another --out.")
+    if _is_done(path, fp, overwrite): return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = None
-    if part.exists():
-        lock = _lock_exclusive(part)                      # refuses while another process writes it
-        try: meta = _read_meta(part)
-        except StoreError: meta = None                    # a damaged partial of ours: rebuilt below
-        if meta is not None and _same(meta["fingerprint"], fp) and not meta["complete"]:
-            w = StoreWriter(part, path, commit_every, lock)
-            print(f"resuming {part.name}: {w.n_done} of {len(image_ids)} images already done"
-                  + (f" ({w.rolled_back} redone: a chunk was torn by the interruption)" if w.rolled_back else ""))
-            return w
-        if meta is not None and not _same(meta["fingerprint"], fp) and not overwrite \
-                and not _only_images_changed(meta["fingerprint"], fp):
-            _unlock(lock)
-            raise StoreError(f"{part} holds an interrupted extraction made differently "
-                             f"({_diff(meta['fingerprint'], fp)}). Pass --overwrite to discard it, or choose another "
-                             "--out.")
+    w, lock = _resume_partial(part, path, fp, commit_every, overwrite, len(image_ids))
+    if w is not None: return w
     status = np.zeros(len(image_ids), np.int8) if status is None else np.asarray(status, np.int8)
     new = _new_partial(part, lambda tmp: _build_skeleton(tmp, fingerprint, image_ids, boxes, sizes, views, dim, dtype,
                                                           status, names or [("features", dim)]),
@@ -328,6 +339,7 @@ class FeatureStore:
         self.image_ids = [s.decode() if isinstance(s, bytes) else s for s in f["image_ids"][:]]
         self.errors = [e.decode("utf-8", "replace") for e in f["errors"][:]]
         self.n_done, self.complete = int(f.attrs["n_done"]), bool(f.attrs["complete"])
+        self.timing = json.loads(f.attrs.get("timing", "{}"))   # the extraction loop's figures (extract writes them)
         self.shape = (int(self.offsets[-1]), *f["features"].shape[1:])
         names = [s.decode() for s in f["feature_names"][:]] if "feature_names" in f else ["features"]
         self.bounds = f["feature_bounds"][:] if "feature_bounds" in f else np.array([0, self.shape[2]])

@@ -81,6 +81,7 @@ def _clear_study(out: Path):
     for d in out.iterdir():
         if d.is_dir() and re.fullmatch(r"trial\d{3,}(\.partial)?", d.name): shutil.rmtree(d)
 
+# %% ../nbs/05a_sweep.ipynb #a2cb3561
 def open_study(cfg: SweepConfig, # the sweep's settings
                out: Path, # the sweep folder (made if missing)
               ):

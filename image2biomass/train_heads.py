@@ -38,6 +38,7 @@ class FeatureAugOptions(Config):
     tile_dropout: float = 0.1  # probability of dropping each tile (location) of a bag (at least one kept)
     bounds: ClassVar[dict] = dict(frofa_noise=(0, None), frofa_scale=(0, None), mixup=(0, 1), tile_dropout=(0, 0.95))
 
+# %% ../nbs/05_training.ipynb #e16b396c
 @dataclass(kw_only=True)
 class TrainConfig(OutputOptions, FeatureAugOptions, CVOptions, PseudoOptions, HeadOptions):   # groups last-first
     "Settings of a cross-validated head training run: its own options and those of the groups it is built from."
@@ -521,6 +522,7 @@ def _fold_results(cfg, bags, folds, bar, jobs):
                 yield from map(pickle.loads, pool.imap(_fold, range(cfg.folds)))
     finally: _JOB.clear()
 
+# %% ../nbs/05_training.ipynb #52f030b8
 def _cv(cfg: TrainConfig, bags: Bags, folds, bar) -> tuple:
     "Every fold: the OOF predictions, extras, curves, fold stats and fitted models."
     oof, extras, curves, stats, fits = np.zeros(tuple(bags.y.shape)), {}, [], [], []

@@ -76,6 +76,8 @@ def test_bad_image_stops_then_skip(ds, tmp_path):
     assert s.complete and list(s.skipped) == [ids[10]] and bad.name in s.skipped[ids[10]]
     with pytest.raises(Exception, match="was skipped"): s.bag(ids[10])
     assert s.bag(ids[11]).shape == (8, 1, 44)
+    # the store keeps the loop's figures for the run that finished it: it resumed at image 10 (14 images x 8 tiles)
+    assert (s.timing["images"], s.timing["tiles"], s.timing["device"]) == (14, 112, "cpu") and s.timing["seconds"] > 0
 
 
 @pytest.mark.slow
