@@ -52,7 +52,7 @@ class TrainConfig(OutputOptions, FeatureAugOptions, CVOptions, PseudoOptions, He
     weight_decay: float = 1e-2  # AdamW weight decay
     warmup: float = 0.05  # fraction of steps with linear warm-up, then cosine decay
     patience: int = 25  # stop a fold after this many epochs without a better weighted R2
-    # folds trained at once on CPU, each in a forked one-thread process (0: one per usable core; 1: in this process)
+    # folds trained at once on CPU, each in a forked one-thread process (0: all, at most 4 per core; 1: here)
     fold_jobs: int = 0
     pca: int = 256  # whiten features to this many principal components (fit per fold); 0 = standardise only
     hidden: int = 512  # first hidden layer of the MLP trunk
@@ -490,11 +490,13 @@ def _with_pseudo(cfg: TrainConfig, bags: Bags, train_ids) -> tuple: # (Bags, fol
 # %% ../nbs/05_training.ipynb #be4d09f9
 def fold_jobs(cfg: TrainConfig, # the run's settings (fold_jobs, folds, device)
              ) -> int: # how many folds train at once
-    """Heads are small: one thread runs them as fast as two, so the cores train folds side by side, each in a forked
-    process (Linux; the same folds, seeds and numbers as one at a time). On a GPU, or without fork: one."""
+    """Heads are small: one thread runs them as fast as two, so on CPU every fold trains at once, each in a forked
+    one-thread process (Linux; the same folds, seeds and numbers as one at a time), at most 4 per usable core. One
+    process per fold, not per core: early stopping ends folds at different epochs, and with a process per core the
+    last fold trains alone while the other cores wait (5 folds on 2 cores: 3 rounds). On a GPU, or without fork: one."""
     import multiprocessing as mp
     if resolve_device(cfg.device).type != "cpu" or "fork" not in mp.get_all_start_methods(): return 1
-    return max(1, min(cfg.folds, cfg.fold_jobs or usable_cores()))
+    return max(1, min(cfg.folds, cfg.fold_jobs or 4 * usable_cores()))
 
 _JOB = {}   # what forked fold processes read (inherited, not sent)
 
@@ -518,6 +520,7 @@ def _fold_results(cfg, bags, folds, bar, jobs):
         if jobs == 1: yield from (_fold(k, bar, child=False) for k in range(cfg.folds))
         else:
             import multiprocessing as mp
+            import torch._dynamo   # a first optimiser step imports it (~1.3 s): once here, not once per fork
             with mp.get_context("fork").Pool(jobs) as pool:   # bytes from our own forked processes, never a file
                 yield from map(pickle.loads, pool.imap(_fold, range(cfg.folds)))
     finally: _JOB.clear()
