@@ -94,6 +94,8 @@ def open_study(cfg: SweepConfig, # the sweep's settings
         study = optuna.create_study(study_name="heads", storage=f"sqlite:///{db.resolve()}", load_if_exists=True,
                                     direction="maximize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
         old, n = study.user_attrs.get("binding"), len(study.get_trials(deepcopy=False))
+        # reopened: seeded anew by the trials it holds, or its random start-up would repeat the first draws
+        if n: study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + n)
         if old is None and n == 0: study.set_user_attr("binding", binding); old = binding
     except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as e:
         why = str(getattr(e, "orig", None) or e).strip().partition("\n")[0]   # sqlalchemy adds the SQL below

@@ -64,6 +64,8 @@ def test_sweep_cli_resumes(veg, tmp_path):
     run(*args, "--trials", 3, check=0)
     tab = pd.read_csv(tmp_path / "sw" / "summary.csv")
     assert len(tab) == 3 and tab.value.is_monotonic_decreasing
+    lr = tab.set_index("number").lr   # a resumed study draws a new trial, not its first draw again (issue W)
+    assert lr[2] not in (lr[0], lr[1]), lr.to_dict()
     assert json.loads((tmp_path / "sw" / "best.json").read_text())["value"] == tab.value.iloc[0]
 
 
