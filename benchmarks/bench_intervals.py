@@ -95,8 +95,9 @@ record("bench_intervals", [
     f"{a.head} head (OOF weighted R2 {m['oof_weighted_r2']:.3f}); split-conformal intervals on log1p OOF residuals",
     "coverage per target and pooled, and mean width (g), on the held-out images:",
     "\n\n" + pd.DataFrame(rows).to_markdown(index=False) + "\n",
-    "share of images flagged (features: kNN distance above the training images' 99 % out-of-fold distance; range: a "
-    "prediction at >= 95 % of a training maximum; exposure: a photo brighter or darker than every training photo, or "
+    "share of images flagged (features: kNN distance above the training images' 99 % out-of-fold distance; heavier than "
+    "shown: a saturation score at or above the training 95 % quantile, or a prediction at >= 95 % of a training maximum; "
+    "exposure: a photo brighter or darker than every training photo, or "
     "with more pixels clipped white), and the mean absolute error of Total (g) among the flagged and the unflagged "
     "images of each set:",
     "\n\n" + pd.DataFrame(flag_rows).fillna("").to_markdown(index=False) + "\n"])

@@ -645,12 +645,14 @@ def flag_images(runs, # runs cross-validated on the same images and folds (their
                 max_pixels=MAX_PIXELS, # photos with more pixels are not read (their exposure is not checked)
                 allow_outside=False, # accept training photo paths leading outside their folder
                ) -> tuple: # (flag (m,), reason (m,), note on what was not checked)
-    """`ood_flags` of predicted images: features against the training images of the first heads run, exposure against
-    the training photos, and the range."""
+    """`ood_flags` of predicted images: features against the training images of the first heads run (their distance,
+    and their saturation along the direction the prediction grows with), exposure against the training photos, and the
+    range."""
     from image2biomass.ensemble import load_oofs
     from image2biomass.intervals import ood_flags, photo_stats, photo_form, form_reasons
-    oid, folds, y, _ = load_oofs(runs)
-    dist, tdist, note = _feature_distances(stores, list(oid), folds, ids, split)
+    oid, folds, y, P = load_oofs(runs)
+    grows = np.log1p(np.clip(P.mean(0)[:, TARGETS.index("Dry_Total_g")], 0, None))   # what the runs predicted, OOF
+    (dist, tdist), (score, tscore), note = _feature_checks(stores, list(oid), folds, ids, split, grows)
     photo = train_photo = None; form = [""] * len(ids)
     if paths is not None:
         train_paths, why = _training_photos(runs, list(oid), data_dir, allow_outside)
@@ -660,7 +662,8 @@ def flag_images(runs, # runs cross-validated on the same images and folds (their
             if not np.isfinite(train_photo).all(1).any():
                 photo = train_photo = None; note += " (no training photo could be read: no exposure check)"
             form = form_reasons(photo_form(paths), photo_form(train_paths, grey=False))
-    flag, reason = ood_flags(pred, y, dist, tdist, photo=photo, train_photo=train_photo)
+    flag, reason = ood_flags(pred, y, dist, tdist, photo=photo, train_photo=train_photo, score=score,
+                             train_score=tscore)
     reason = np.array(["; ".join(filter(None, (r, f))) for r, f in zip(reason, form)], dtype=object)
     return flag | np.array([bool(f) for f in form], bool), reason, note
 
@@ -674,11 +677,13 @@ def _training_photos(runs, train_ids, data_dir, allow_outside=False) -> tuple: #
     return None, " (the training photos were not found: no exposure check)"
 
 # %% ../nbs/07_inference.ipynb #e99fdf02
-def _feature_distances(stores, train_ids, folds, ids, split) -> tuple: # (distances, training distances, note)
-    "kNN distances of the images' pooled features to the first heads run's training images (None without one)."
-    from image2biomass.intervals import feature_distances
+def _feature_checks(stores, train_ids, folds, ids, split, grows) -> tuple: # ((dist, train), (score, train), note)
+    """kNN distances of the images' pooled features to the first heads run's training images, and their
+    `saturation_scores` along `grows` (each pair None without a heads run)."""
+    from image2biomass.intervals import feature_distances, saturation_scores
     from image2biomass.train_heads import load_bags, _pooled
-    if not stores: return None, None, " (no train-heads run: the feature check needs cached features: no feature check)"
+    none = (None, None)
+    if not stores: return none, none, " (no train-heads run: the feature check needs cached features: no feature check)"
     run, st = next(iter(stores.items()))
     rc = read_config(run); rec = Path(rc["config"]["store"])
     # recorded relative to where training ran: also looked for beside the run and its parent (the same store:
@@ -686,13 +691,14 @@ def _feature_distances(stores, train_ids, folds, ids, split) -> tuple: # (distan
     found = [p for p in dict.fromkeys([rec, Path(run).parent / rec, Path(run).parent.parent / rec]) if p.is_file()]
     train_store = next((p for p in found if _fingerprint_of(p) == rc.get("store_fingerprint")), None)
     if train_store is None:
-        return None, None, f" (training store {rec} not found{' as trained' if found else ''}: no feature check)"
+        return none, none, f" (training store {rec} not found{' as trained' if found else ''}: no feature check)"
     pooled = lambda s, i, sp: _pooled(*load_bags(s, i, split=sp)[:2])
-    try: d, td = feature_distances(pooled(train_store, train_ids, "train"), pooled(st, ids, split), folds)
+    try:
+        tr, te = pooled(train_store, train_ids, "train"), pooled(st, ids, split)
+        return feature_distances(tr, te, folds), saturation_scores(tr, te, grows, folds), ""
     except (StoreError, DataError, OSError) as e:   # a store changed since training: the range check still holds
         why = str(e).splitlines()[0]
-        return None, None, f" (training store {train_store} unusable for the feature check: {why}: no feature check)"
-    return d, td, ""
+        return none, none, f" (training store {train_store} unusable for the feature check: {why}: no feature check)"
 
 def _fingerprint_of(path):
     try: return FeatureStore(path).fingerprint

@@ -11,8 +11,9 @@ from .data import TARGETS, load_image, ImageError
 from .config import MAX_PIXELS
 
 # %% auto #0
-__all__ = ['LUMA', 'DETAIL_COLUMNS', 'conformal_halfwidths', 'interval_bounds', 'coverage', 'feature_distances', 'ood_flags',
-           'photo_stats', 'exposure_reasons', 'photo_form', 'form_reasons', 'detail_frame', 'flag_summary']
+__all__ = ['LUMA', 'DETAIL_COLUMNS', 'conformal_halfwidths', 'interval_bounds', 'coverage', 'feature_distances',
+           'saturation_scores', 'ood_flags', 'photo_stats', 'exposure_reasons', 'photo_form', 'form_reasons',
+           'detail_frame', 'flag_summary']
 
 # %% ../nbs/07a_intervals.ipynb #18a8e1ad
 def conformal_halfwidths(y, # (n, 5) true grams of the training images
@@ -63,18 +64,51 @@ def feature_distances(train, # (n, D) pooled features of the training images
     for f in np.unique(folds): oof[folds == f] = dist(z[folds != f], z[folds == f])
     return dist(z, zt), oof
 
+# %% ../nbs/07a_intervals.ipynb #5a7a1e02
+def saturation_scores(train, # (n, D) pooled features of the training images
+                      test, # (m, D) pooled features of the images to check
+                      grows, # (n,) what the prediction grows with: log1p of the training images' predicted Total
+                      folds, # (n,) CV fold of each training image: its score comes from a fit on the other folds
+                     ) -> tuple: # (test scores (m,), training out-of-fold scores (n,)), in the units of `grows`
+    "Each image's position along the direction of feature space the prediction grows with (a ridge fit of `grows`)."
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    fit = lambda X, g: make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 5, 13))).fit(X, g)
+    train, test, grows, folds = (np.asarray(a, np.float64) for a in (train, test, grows, folds))
+    oof = np.zeros(len(train))
+    for f in np.unique(folds): oof[folds == f] = fit(train[folds != f], grows[folds != f]).predict(train[folds == f])
+    return fit(train, grows).predict(test), oof
+
+
 # %% ../nbs/07a_intervals.ipynb #02e8cfb8
+def _heavier(pred, top, near_max, score, train_score, extreme) -> list: # per image: '' or why it may be heavier
+    "The saturation reason: features at the training extreme along the prediction's direction, or a prediction there."
+    thr = None if score is None else float(np.quantile(train_score, extreme))
+    out = []
+    for i, p in enumerate(pred):
+        why = [f"{TARGETS[j]} {p[j]:.0f} g at the training maximum ({top[j]:.0f} g)"
+               for j in np.flatnonzero(p >= near_max * top)]
+        if thr is not None and score[i] >= thr:
+            why.insert(0, f"features at the training extreme along the direction the prediction grows with (score "
+                          f"{score[i]:.2f}; training {extreme:.0%} quantile {thr:.2f})")
+        out.append(f"may be heavier than shown: {', '.join(why)}" if why else "")
+    return out
+
 def ood_flags(pred, # (m, 5) predicted grams
               y_train, # (n, 5) training grams
               dist=None, # (m,) feature distances of the images (None: no feature check)
               train_dist=None, # (n,) the training images' out-of-fold distances
               quantile=0.99, # threshold: this quantile of the training distances
-              near_max=0.95, # range flag at this share of a target's training maximum
+              near_max=0.95, # a prediction at this share of a target's training maximum may be heavier
               photo=None, # (m, 2) `photo_stats` of the images (None: no exposure check)
               train_photo=None, # (n, 2) `photo_stats` of the training photos
+              score=None, # (m,) `saturation_scores` of the images (None: the prediction's range only)
+              train_score=None, # (n,) the training images' out-of-fold scores
+              extreme=0.95, # a score at or above this quantile of the training scores may be heavier
              ) -> tuple: # (flag (m,) bool, reason (m,) str, '' where not flagged)
-    """Flag images whose features are unlike the training images' or whose prediction is at the edge of the training
-    range."""
+    """Flag images whose features are unlike the training images', that may be heavier than they look, or whose
+    exposure is unlike the training photos'."""
     pred, top = np.asarray(pred, float), np.asarray(y_train, float).max(0)
     reasons = [[] for _ in pred]
     if dist is not None:
@@ -82,12 +116,13 @@ def ood_flags(pred, # (m, 5) predicted grams
         for i in np.flatnonzero(dist > thr):
             reasons[i].append(f"features unlike the training images ({dist[i] / thr:.1f}x the training "
                               f"{quantile:.0%} distance)")
-    for i, j in zip(*np.nonzero(pred >= near_max * top)):
-        reasons[i].append(f"{TARGETS[j]} {pred[i, j]:.0f} g at the training maximum ({top[j]:.0f} g): may be higher")
+    for i, r in enumerate(_heavier(pred, top, near_max, score, train_score, extreme)):
+        if r: reasons[i].append(r)
     if photo is not None and train_photo is not None:
         for i, r in enumerate(exposure_reasons(photo, train_photo)):
             if r: reasons[i].append(r)
     return np.array([bool(r) for r in reasons]), np.array(["; ".join(r) for r in reasons], dtype=object)
+
 
 # %% ../nbs/07a_intervals.ipynb #0e1f9089
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)   # ITU-R 601 brightness of an RGB pixel
