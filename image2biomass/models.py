@@ -15,7 +15,8 @@ from .losses import (CLOVER, DEAD, GREEN, TOTAL, GDM, W, SIGMA_MIN, SIGMA_MAX, s
                                   ziln_nll, ziln_mean, ziln_median)
 
 # %% auto #0
-__all__ = ['HEADS', 'LOSSES', 'STATES', 'LOG_CLAMP', 'masked_mean', 'GatedAttention', 'mlp', 'derive5', 'BiomassHead']
+__all__ = ['HEADS', 'LOSSES', 'STATES', 'LOG_CLAMP', 'DENSITY_CAP', 'masked_mean', 'GatedAttention', 'mlp', 'derive5',
+           'BiomassHead']
 
 # %% ../nbs/04_models.ipynb #21bc414d
 def masked_mean(x, mask):
@@ -57,6 +58,10 @@ def mlp(dim, # input features
 HEADS, LOSSES = get_args(Head), get_args(Loss)   # defined once, in config
 STATES = ("NSW", "Tas", "Vic", "WA")  # State classes, in this order everywhere (an unknown State is -1)
 LOG_CLAMP = 12.0  # log1p grams: expm1(12) = 163k g, far beyond any pasture quadrat
+# density head: a location's grams at most this many times the component's training maximum. Without its LayerNorm
+# the head extrapolates (heavy pastures: 1.2-1.4x the training maximum); a photo it cannot read (brightened 1.6x)
+# came out at 3920 g without a bound
+DENSITY_CAP = 4.0
 
 def _grams(z): return torch.expm1(F.softplus(z).clamp(max=LOG_CLAMP))
 
@@ -124,10 +129,12 @@ def _build_bag(self: BiomassHead, dim, hidden, dropout, attn_dim, per_target):
 
 @patch
 def _build_density(self: BiomassHead, dim, hidden, dropout):
-    "A per-location MLP (the 1x1 convolution of the 5th place, with a hidden layer) to log-space grams of 3 components."
-    self.loc = nn.Sequential(
-        nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout / 2)
-    )
+    """A per-location MLP (the 1x1 convolution of the 5th place, with a hidden layer) to log-space grams of 3
+    components. No LayerNorm on a location's features: it rescales each location to unit spread, so a denser spot
+    looks like the densest training one (a ceiling the photo does not impose: benchmarks/RESULTS.md, bench_ceiling)."""
+    self.loc = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout / 2))
+    # log1p grams a location may reach: `init_bias` sets DENSITY_CAP x each component's training maximum
+    self.register_buffer("log_cap", torch.full((3,), LOG_CLAMP))
     self.dens = nn.Linear(hidden, 3)                                   # Green, Dead, Clover
     self.extra = nn.Linear(hidden, self.n_extra) if self.n_extra else None
 
@@ -171,7 +178,7 @@ def _forward_density(self: BiomassHead, x, mask, area):
     w = mask.to(x.dtype) if area is None else area.to(x.dtype) * mask
     if area is None: w = w / w.sum(1, keepdim=True).clamp(min=1)
     h = self.loc(x)
-    d = _grams(self.dens(h))                                           # grams if the whole image were like this spot
+    d = torch.expm1(torch.minimum(F.softplus(self.dens(h)), self.log_cap))   # grams if all the image were this spot
     grams = d * w.unsqueeze(-1)                                        # grams at each location
     g = grams.sum(1)
     pooled = (h * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
@@ -185,7 +192,9 @@ def init_bias(self: BiomassHead, y):
     "Start from the training targets' statistics: an untrained head predicts their typical values."
     y = torch.as_tensor(y, dtype=torch.float32)
     inv_softplus = lambda v: v + torch.log(-torch.expm1(-v.clamp(min=1e-4)))    # softplus^-1
-    if self.head == "density": self.dens.bias[:] = inv_softplus(torch.log1p(y[:, self.cols].mean(0))); return
+    if self.head == "density":
+        self.dens.bias[:] = inv_softplus(torch.log1p(y[:, self.cols].mean(0)))
+        self.log_cap[:] = torch.log1p(DENSITY_CAP * y[:, self.cols].max(0).values); return
     if self.head == "composition":
         comp = y[:, self.cols]
         total = inv_softplus(torch.log1p(y[:, TOTAL]).mean()).view(1)

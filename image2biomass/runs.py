@@ -111,7 +111,7 @@ def building_run(out, # the run folder to create
     swap_in(part, out)
 
 # %% ../nbs/00c_runs.ipynb #ef7334f8
-FORMAT_VERSION = 2   # of run folders and ensemble specs; 1: written before format_version was recorded
+FORMAT_VERSION = 3   # of run folders and ensemble specs (CHANGELOG.md: Formats); 1: before it was recorded
 _COMMAND = dict(heads="train-heads", finetune="train", state="state", ensemble="ensemble")   # what re-creates each
 
 def run_record(kind: str, # heads | finetune | state | ensemble: what the file describes
@@ -127,8 +127,8 @@ def check_format(record, # a run's config.json or an ensemble spec, as read
     v = record.get("format_version", 1) if isinstance(record, dict) else None
     if v != FORMAT_VERSION:
         cmd = _COMMAND.get(record.get("kind") if isinstance(record, dict) else None, "its command")
-        raise RunError(f"{path} is in format {v} (this version reads format {FORMAT_VERSION}, options and values "
-                       f"renamed: CHANGELOG.md); re-create it with image2biomass {cmd}")
+        raise RunError(f"{path} is in format {v} (this version reads format {FORMAT_VERSION}; what changed: "
+                       f"CHANGELOG.md); re-create it with image2biomass {cmd}")
     return record
 
 def read_config(run) -> dict:

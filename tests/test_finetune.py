@@ -38,7 +38,8 @@ def test_old_names_are_refused_and_an_old_run_gets_one_line(ds, tmp_path):
     out = tmp_path / "r"
     run("train", "--data-dir", ds, "--out", out, "--epochs", 1, "--folds", 2, *TINY, check=0)
     c = json.loads((out / "config.json").read_text())
-    assert c["format_version"] == 2
+    from image2biomass.runs import FORMAT_VERSION
+    assert c["format_version"] == FORMAT_VERSION
     c.pop("format_version"); c["config"]["img_size"] = c["config"].pop("input_size")
     (out / "config.json").write_text(json.dumps(c))
     r = run("predict", "--runs", out, "--data-dir", ds, "--workers", 0, "--no-progress", "--out", tmp_path / "a.csv",

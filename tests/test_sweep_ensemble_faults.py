@@ -150,5 +150,5 @@ def test_a_spec_of_an_older_format_is_refused_with_one_line(world, tmp_path):
         r = run("predict", "--ensemble", old, "--data-dir", world["ds"], "--workers", 0, "--no-progress", "--out",
                 tmp_path / "b.csv", check=2)
     finally: old.unlink()
-    assert f"{old} is in format 1 (this version reads format 2" in _error(r) and "image2biomass ensemble" in _error(r)
+    assert f"{old} is in format 1 (this version reads format 3" in _error(r) and "image2biomass ensemble" in _error(r)
     assert not (tmp_path / "b.csv").exists()
