@@ -95,6 +95,8 @@ def _heavier(pred, top, near_max, score, train_score, extreme) -> list: # per im
         out.append(f"may be heavier than shown: {', '.join(why)}" if why else "")
     return out
 
+
+# %% ../nbs/07a_intervals.ipynb #5a7a1e09
 def ood_flags(pred, # (m, 5) predicted grams
               y_train, # (n, 5) training grams
               dist=None, # (m,) feature distances of the images (None: no feature check)
