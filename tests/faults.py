@@ -265,7 +265,6 @@ CASES = [
     Case("output folder read-only", "output", lambda w, t: dict(args=_predict(w, _readonly(t) / "s.csv", "--features-dir", t / "f"), cleanup=_unreadonly), contains=("not writable",)),
     Case("output under a file", "output", lambda w, t: ((t / "afile").write_text("x"), dict(args=_predict(w, t / "afile" / "s.csv")))[-1], contains=("afile",)),
     Case("disk full while predicting over a good submission", "output", lambda w, t: (shutil.copy(w["sub"], t / "s.csv"), dict(args=_predict(w, t / "s.csv", "--overwrite", "--features-dir", t / "f"), protect=[t / "s.csv"], proc=True, preexec=_fsize_limit(300)))[-1], contains=("no space left",)),
-    Case("disk full while training heads over a run", "output", lambda w, t: (r := _copy_run(w, t), dict(args=_heads(w, r, "--overwrite"), protect=[r], proc=True, preexec=_fsize_limit(20000)))[-1], contains=("no space left",)),
     # kills
     Case("killed while writing a submission over a good one", "kill", lambda w, t: (shutil.copy(w["sub"], t / "s.csv"), dict(args=_predict(w, t / "s.csv", "--overwrite"), protect=[t / "s.csv"], proc=True, env={"IMAGE2BIOMASS_FAULT": "write:1"}))[-1], expect="killed"),
     Case("killed while an --overwrite run is written", "kill", lambda w, t: (r := _copy_run(w, t), dict(args=_heads(w, r, "--overwrite"), protect=[r], proc=True, env={"IMAGE2BIOMASS_FAULT": "write:3"}))[-1], expect="killed"),
@@ -422,6 +421,7 @@ CASES += [
     Case("--max-pixels above PIL's own cap", "option", lambda w, t: (d := _data(w, t), _bomb(_img(d), 15000, 15000), dict(args=_extract(d, t / "s.h5", "--max-pixels", 300_000_000)))[-1], contains=("is truncated",)),
     Case("train-heads --out .", "output", lambda w, t: dict(args=_heads(w, ".", "--overwrite")), contains=("name a run folder",)),
     Case("predict --out .", "output", lambda w, t: dict(args=_predict(w, ".", "--overwrite")), contains=("name a file",)),
+    # (it also stands for "disk full while training heads over a run": the same command, which protected the old run)
     Case("train-heads disk full leaves no .partial", "output", lambda w, t: (r := _copy_run(w, t), dict(args=_heads(w, r, "--overwrite"), protect=[r], proc=True, preexec=_fsize_limit(20000)))[-1], contains=("no space left",), check=_stale_partial),
     # issue R §4: degenerate data, each class for every command it reaches
     Case("train-heads on all-zero targets", "data", lambda w, t: dict(args=["train-heads", "--store", w["st"], "--data-dir", _data(w, t, lambda df: df.assign(target="0")), "--out", t / "r", "--folds", 3, "--epochs", 1, "--no-progress"]), contains=("nothing to learn",)),

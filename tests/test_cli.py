@@ -44,7 +44,7 @@ def test_synth_real_schema(tmp_path):
 @pytest.mark.slow
 def test_demo_runs(tmp_path):
     "The demo's default (--vit none): vegetation only; a second run reuses all of it and adds a random-init ViT."
-    args = ["demo", "--out-dir", tmp_path / "demo", "--n-train", 30, "--n-test", 4, "--size", 96, 192, "--folds", 3,
+    args = ["demo", "--out-dir", tmp_path / "demo", "--n-train", 20, "--n-test", 4, "--size", 96, 192, "--folds", 2,
             "--no-progress"]
     r = run(*args, check=0)
     m = json.loads((tmp_path / "demo" / "metrics.json").read_text())

@@ -19,9 +19,9 @@ def ds(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(ds, tmp_path_factory):
-    "An uninterrupted single-process run."
+    "An uninterrupted single-process run (in this process: the runs compared to it start their own processes)."
     out = tmp_path_factory.mktemp("ref") / "ref.h5"
-    cli("extract", "--data-dir", ds, "--out", out, *VIT, "--views", "d4", check=0)
+    run("extract", "--data-dir", ds, "--out", out, *VIT, "--views", "d4", check=0)
     return FeatureStore(out)
 
 

@@ -30,8 +30,12 @@ def stored_vs(ref_fn, ds, store):
     return [R.max_rel_error(got[:, j * D:(j + 1) * D], want[:, j * D:(j + 1) * D]) for j in range(4)]
 
 
-@pytest.mark.parametrize("arch,layout", [(k, "safetensors") for k in R.HF_ARCHS] +
-                         [("DINOv3ViTModel", "sharded"), ("Dinov2WithRegistersModel", "bin")])
+# Every transformers class and Meta layout is compared with its reference through `load_backbone` (the loader
+# `extract` calls) in nbs/02d_reference.ipynb, run by nbdev-test: its proof table fails above 1e-4. Here the same
+# comparison goes end to end through `extract --weights` (decoding, layout, store, fingerprint) for each file layout
+# and each native size (224, 518), not once more per class (that repeated the notebook at ~3 s a case).
+@pytest.mark.parametrize("arch,layout", [("DINOv3ViTModel", "safetensors"), ("DINOv3ConvNextModel", "safetensors"),
+                                         ("DINOv3ViTModel", "sharded"), ("Dinov2WithRegistersModel", "bin")])
 def test_transformers_folder_equals_reference(arch, layout, square, tmp_path):
     w = tmp_path / "hub"
     with warnings.catch_warnings():
@@ -47,7 +51,7 @@ def test_transformers_folder_equals_reference(arch, layout, square, tmp_path):
     if layout == "sharded": assert len(weight_files(w)) > 1
 
 
-@pytest.mark.parametrize("arch", R.META_ARCHS)
+@pytest.mark.parametrize("arch", ["dinov3", "dinov2_reg"])      # each size; every Meta arch: nbs/02d_reference
 def test_meta_file_equals_timm(arch, square, tmp_path):
     w = tmp_path / f"{arch}_pretrain.pth"
     ref = R.meta_reference(arch, w)
