@@ -416,6 +416,23 @@ def _timing(images, tiles, seconds, device) -> dict:
 def _speed_line(t: dict) -> str:
     return f"{t['images']} images, {t['tiles']} tiles in {t['seconds']:.1f} s ({t['tiles_per_s']:.1f} tiles/s)"
 
+# %% ../nbs/02c_extract.ipynb #3c2456f2
+def _extract_ranks(cfg: ExtractConfig, out: Path, d: Dist):
+    "Under torchrun: each rank writes its shard of `out`, then rank 0 merges them (nothing is redone when complete)."
+    shard, quiet = shard_path(out, d.rank, d.world), dataclasses.replace(cfg, progress=cfg.progress and d.main)
+    done = _extract_one(quiet, shard, d.rank, d.world, d.device, merged=out) is None
+    if all(d.gather(done)):
+        if d.main and cfg.progress: print(f"{out} is already complete (merged from {d.world} shards); nothing to do")
+        return
+    if done: _extract_one(quiet, shard, d.rank, d.world, d.device)   # ranks disagree: every shard is made
+    d.barrier()
+    if d.main:
+        shards = [shard_path(out, r, d.world) for r in range(d.world)]
+        merge_stores(shards, out, overwrite=cfg.overwrite)
+        for p in shards: p.unlink()
+        print(f"merged {d.world} shards into {out}")
+    d.barrier()
+
 # %% ../nbs/02c_extract.ipynb #f2437a12
 def extract(cfg: ExtractConfig = None, **kwargs) -> Path:
     """Extract tile features of a dataset split into a feature store; resumes, refuses mismatched stores, shards under
@@ -442,20 +459,7 @@ def extract(cfg: ExtractConfig = None, **kwargs) -> Path:
             ):
                 compress_store(out, "lzf")
             return out
-        shard, quiet = shard_path(out, d.rank, d.world), dataclasses.replace(cfg, progress=cfg.progress and d.main)
-        done = _extract_one(quiet, shard, d.rank, d.world, d.device, merged=out) is None
-        if all(d.gather(done)):
-            if d.main and cfg.progress:
-                print(f"{out} is already complete (merged from {d.world} shards); nothing to do")
-            return out
-        if done: _extract_one(quiet, shard, d.rank, d.world, d.device)   # ranks disagree: every shard is made
-        d.barrier()
-        if d.main:
-            shards = [shard_path(out, r, d.world) for r in range(d.world)]
-            merge_stores(shards, out, overwrite=cfg.overwrite)
-            for p in shards: p.unlink()
-            print(f"merged {d.world} shards into {out}")
-        d.barrier()
+        _extract_ranks(cfg, out, d)
     return out
 
 # %% ../nbs/02c_extract.ipynb #c946b1ac

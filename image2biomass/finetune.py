@@ -855,8 +855,7 @@ def train_fold(cfg: FinetuneConfig, # the run's settings
                extra: Samples = None, # pseudo-labelled samples added to training
                caches: dict = None, # the run's image caches by input size (filled here; None: this fold's own)
               ) -> dict:
-    """Train (or resume) one fold; returns its OOF predictions and stats. Rank 0 writes fold{k}.safetensors and its
-    state."""
+    "Train (or resume) one fold: its OOF predictions and stats; rank 0 writes fold{k}.safetensors and its state."
     from image2biomass.files import progress
     t0, times = time.perf_counter(), dict(train=0.0, validation=0.0, state_writes=0.0)
     torch.manual_seed(cfg.seed * 1000 + fold)

@@ -667,6 +667,7 @@ def flag_images(runs, # runs cross-validated on the same images and folds (their
     reason = np.array(["; ".join(filter(None, (r, f))) for r, f in zip(reason, form)], dtype=object)
     return flag | np.array([bool(f) for f in form], bool), reason, note
 
+# %% ../nbs/07_inference.ipynb #74888773
 def _training_photos(runs, train_ids, data_dir, allow_outside=False) -> tuple: # (photo paths or None, note on why not)
     "The runs' training photos: from `data_dir`'s train.csv, else from the folder the first run was trained on."
     recorded, ids = read_config(runs[0])["config"].get("data_dir"), [str(i) for i in train_ids]
@@ -700,6 +701,7 @@ def _feature_checks(stores, train_ids, folds, ids, split, grows) -> tuple: # ((d
         why = str(e).splitlines()[0]
         return none, none, f" (training store {train_store} unusable for the feature check: {why}: no feature check)"
 
+# %% ../nbs/07_inference.ipynb #7f1ff0b0
 def _fingerprint_of(path):
     try: return FeatureStore(path).fingerprint
     except (StoreError, OSError): return None

@@ -428,9 +428,6 @@ def kaggle_bundle(kernel="infer", # extract | train | infer
         swap_in(part, out)
     except BaseException:
         shutil.rmtree(part, ignore_errors=True); raise      # the old bundle, if any, stays as it was
-    print(
-        f"wrote {out}/wheelhouse ({', '.join(w.name for w in wheels)}) and {out}/kernel ({code}, "
-        "kernel-metadata.json)\n"
-        f"publish: kaggle datasets create -p {out}/wheelhouse && kaggle kernels push -p {out}/kernel"
-    )
+    print(f"wrote {out}/wheelhouse ({', '.join(w.name for w in wheels)}) and {out}/kernel ({code}, kernel-metadata"
+          f".json)\npublish: kaggle datasets create -p {out}/wheelhouse && kaggle kernels push -p {out}/kernel")
     return out

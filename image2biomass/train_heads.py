@@ -570,6 +570,27 @@ def extra_metrics(y, # (n, 5) true grams
         m["state_oof_accuracy"] = round(float((extras["state_prob"].argmax(1) == np.asarray(state))[known].mean()), 4)
     return m
 
+# %% ../nbs/05_training.ipynb #c24f6c36
+def _heads_metrics(cfg: TrainConfig, y, oof, stats, ids, store, bags, extras, fits) -> dict:
+    "metrics.json of a heads run before its ridge baselines: OOF R2 overall and per target, per fold, and the extras."
+    bd = r2_breakdown(y, oof)
+    return dict(
+        kind="heads",
+        head=cfg.head,
+        loss=cfg.loss,
+        targets=cfg.targets,
+        n_images=len(ids),
+        folds=stats,
+        oof_weighted_r2=round(float(bd.loc["weighted", "r2"]), 5),
+        fold_weighted_r2_mean=round(float(np.mean([f["weighted_r2"] for f in stats])), 5),
+        **r2_metrics(bd),
+        store=str(cfg.store),
+        store_fingerprint=store.fingerprint,
+        **extra_metrics(
+            y, None if bags.state is None else bags.state.numpy(), extras, fits[0]["model"].cols, cfg.aux_bins
+        ),
+    )
+
 # %% ../nbs/05_training.ipynb #b6937b69
 def train_heads(cfg: TrainConfig = None, **kwargs) -> dict:
     "Cross-validate a head on a feature store; writes the run folder and returns its metrics."
@@ -588,23 +609,7 @@ def train_heads(cfg: TrainConfig = None, **kwargs) -> dict:
     n = len(ids)                                                    # the training images; pseudo-labelled ones follow
     bags, folds, oof, extras = bags[:n], folds[:n], oof[:n], {k: v[:n] for k, v in extras.items()}
     y = bags.y.numpy()
-    bd = r2_breakdown(y, oof)
-    metrics = dict(
-        kind="heads",
-        head=cfg.head,
-        loss=cfg.loss,
-        targets=cfg.targets,
-        n_images=len(ids),
-        folds=stats,
-        oof_weighted_r2=round(float(bd.loc["weighted", "r2"]), 5),
-        fold_weighted_r2_mean=round(float(np.mean([f["weighted_r2"] for f in stats])), 5),
-        **r2_metrics(bd),
-        store=str(cfg.store),
-        store_fingerprint=store.fingerprint,
-        **extra_metrics(
-            y, None if bags.state is None else bags.state.numpy(), extras, fits[0]["model"].cols, cfg.aux_bins
-        ),
-    )
+    metrics = _heads_metrics(cfg, y, oof, stats, ids, store, bags, extras, fits)
     if cfg.pseudo_labels: metrics["pseudo_labelled_images"] = _len_pseudo(cfg)
     metrics.update(_ridges(cfg, bags, y, folds, store, ids))
     metrics["seconds"] = round(time.time() - t0, 2)
