@@ -428,6 +428,7 @@ def kaggle_bundle(kernel="infer", # extract | train | infer
         swap_in(part, out)
     except BaseException:
         shutil.rmtree(part, ignore_errors=True); raise      # the old bundle, if any, stays as it was
-    print(f"wrote {out}/wheelhouse ({', '.join(w.name for w in wheels)}) and {out}/kernel ({code}, kernel-metadata"
-          f".json)\npublish: kaggle datasets create -p {out}/wheelhouse && kaggle kernels push -p {out}/kernel")
+    names = ", ".join(w.name for w in wheels)
+    print(f"wrote {out}/wheelhouse ({names}) and {out}/kernel ({code}, kernel-metadata.json)\n"
+          f"publish: kaggle datasets create -p {out}/wheelhouse && kaggle kernels push -p {out}/kernel")
     return out
